@@ -1,0 +1,1 @@
+"""Encoders map images and texts into one L2-normalised space."""

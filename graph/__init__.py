@@ -1,0 +1,1 @@
+"""The knowledge graph: schema, the GraphStore interface and its backends."""

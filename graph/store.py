@@ -1,0 +1,88 @@
+"""The GraphStore seam: every backend (embedded networkx, Neo4j) implements this and passes one contract suite."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Literal
+
+from mmkg.graph.schema import Edge, Label, Node, Path, Rel, Subgraph
+
+Direction = Literal["out", "in", "both"]
+
+
+class GraphStore(ABC):
+    """A property graph of Image, Text, Entity and Record nodes.
+
+    Writes are upserts keyed by node id and by (src, dst, type) for edges, so writing the same
+    thing twice changes nothing. `commit()` is the durability point: after it returns, what was
+    written survives a crash.
+    """
+
+    @abstractmethod
+    def upsert_nodes(self, nodes: Sequence[Node]) -> None:
+        """Create nodes, or merge the given properties into existing ones."""
+
+    @abstractmethod
+    def upsert_edges(self, edges: Sequence[Edge]) -> None:
+        """Create edges, or replace the properties of existing ones. Both endpoints must exist."""
+
+    @abstractmethod
+    def get_nodes(self, ids: Sequence[str]) -> dict[str, Node]:
+        """The nodes among `ids` that exist, by id."""
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        return set(self.get_nodes(ids))
+
+    @abstractmethod
+    def neighbors(
+        self, node_id: str, rels: Iterable[Rel] | None = None, direction: Direction = "both"
+    ) -> list[tuple[Edge, Node]]:
+        """Edges at `node_id` (filtered by type and direction), each with the node at its other end."""
+
+    @abstractmethod
+    def subgraph(
+        self, seeds: Sequence[str], hops: int = 2, rels: Iterable[Rel] | None = None, max_fanout: int | None = None
+    ) -> Subgraph:
+        """The nodes within `hops` of any seed (edges taken in either direction) and the edges among them.
+
+        `max_fanout` caps how many neighbours of one node are followed (highest-weight first),
+        so a hub entity does not pull in the whole graph.
+        """
+
+    @abstractmethod
+    def shortest_paths(self, src: str, dst: str, max_hops: int = 4, limit: int = 3) -> list[Path]:
+        """Up to `limit` shortest paths from src to dst, edges taken in either direction."""
+
+    @abstractmethod
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(nodes by label, edges by type), every label and type present with 0 where empty."""
+
+    @abstractmethod
+    def iter_nodes(self, label: Label) -> Iterator[Node]: ...
+
+    @abstractmethod
+    def iter_edges(self, rel: Rel) -> Iterator[Edge]: ...
+
+    @abstractmethod
+    def delete_record(self, record_id: str) -> int:
+        """Remove a record, the images and texts no other record holds, and entities left unlinked.
+
+        Returns how many nodes were removed (0 when the record does not exist).
+        """
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make everything written so far durable."""
+
+    def close(self) -> None:
+        self.commit()
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Ingest: readers turn a source into Records; the pipeline turns Records into graph and vectors."""

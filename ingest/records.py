@@ -1,0 +1,33 @@
+"""What every reader yields: a Record (a product, a case, an image with captions) or a Skip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TextField:
+    kind: str
+    """What the text is: caption, title, name, finding, diagnosis, description..."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    """Stable within its source (a product id, a case id, an image file name)."""
+    images: tuple[Path, ...]
+    texts: tuple[TextField, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()
+    """(key, value) pairs that become entities `key:value` (colour:navy blue, modality:ct)."""
+    source: str = ""
+    meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An item a reader or the pipeline could not use, and why: reported, never fatal to the batch."""
+
+    item: str
+    reason: str

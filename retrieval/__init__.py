@@ -1,0 +1,1 @@
+"""Retrieval: vector indexes, seeds, graph expansion, fusion and explanations."""
