@@ -1,0 +1,64 @@
+"""Safe image loading: every way an image can be bad becomes a BadImageError with a clear reason."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from mmkg.errors import BadImageError
+
+
+def resolve_inside(root: Path, relative: str | os.PathLike[str]) -> Path:
+    """The path `relative` under `root`, refusing anything that resolves outside it (`../../etc/passwd`)."""
+    root_resolved = root.resolve()
+    candidate = (root_resolved / relative).resolve()
+    if not candidate.is_relative_to(root_resolved):
+        raise BadImageError(f"path leaves the collection folder: {relative}")
+    return candidate
+
+
+def read_image_bytes(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise BadImageError(f"image file not found: {path}") from exc
+    except OSError as exc:
+        raise BadImageError(f"image file unreadable: {path}: {exc.strerror}") from exc
+    if not path.is_file():
+        raise BadImageError(f"not a regular file: {path}")
+    if size == 0:
+        raise BadImageError(f"empty image file: {path}")
+    if size > max_bytes:
+        raise BadImageError(f"image file too large ({size} bytes > {max_bytes}): {path}")
+    return path.read_bytes()
+
+
+def decode_image(data: bytes, max_pixels: int, name: str = "image") -> Image.Image:
+    """Decode fully (so truncation is caught now, not later) and convert to RGB."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise BadImageError(f"image too large ({width}x{height} pixels > {max_pixels}): {name}")
+                probe.load()
+                return probe.convert("RGB")
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError(f"image too large (decompression bomb): {name}") from exc
+    except UnidentifiedImageError as exc:
+        raise BadImageError(f"not an image file: {name}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(f"corrupt image ({exc}): {name}") from exc
+
+
+def load_image(path: Path, max_bytes: int = 50_000_000, max_pixels: int = 40_000_000) -> tuple[Image.Image, bytes]:
+    """The decoded RGB image and its raw bytes (the bytes give the image its id)."""
+    data = read_image_bytes(path, max_bytes)
+    return decode_image(data, max_pixels, name=str(path)), data
