@@ -19,6 +19,11 @@ class Encoder(ABC):
     name: str
     dim: int
 
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the exact weights: vectors from different fingerprints must not share an index."""
+        return self.name
+
     @abstractmethod
     def encode_images(self, images: Sequence[Image.Image], progress: bool = False) -> np.ndarray: ...
 

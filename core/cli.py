@@ -1,0 +1,256 @@
+"""`mmkg`: the command line. A user's mistake becomes one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mmkg.errors import BadImageError, MmkgError, UserInputError
+from mmkg.settings import Settings
+
+log = logging.getLogger("mmkg")
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 1
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(
+        home=getattr(args, "home", None),
+        store=getattr(args, "store", None),
+        encoder=getattr(args, "encoder", None),
+        log_level=getattr(args, "log_level", None),
+    )
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    from mmkg.encoders.lit import train_lit
+
+    settings = _settings(args)
+    if settings.encoder != "lit":
+        raise UserInputError("only the lit encoder is trained here (clip loads pretrained weights)")
+    data = _existing_dir(args.data)
+    summary = train_lit(data, settings)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"trained lit heads on {data}: {json.dumps(summary, ensure_ascii=False)}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from mmkg.collection import open_collection
+    from mmkg.ingest.detect import open_source
+    from mmkg.ingest.pipeline import Ingestor
+
+    settings = _settings(args)
+    source = open_source(Path(args.path), args.format, Path(args.mapping) if args.mapping else None)
+    with open_collection(settings) as col:
+        ingestor = Ingestor(settings, col.store, col.vectors, col.encoder)
+        report = ingestor.run(source.records(), source.name, total=_len_or_none(source), progress=not args.quiet)
+    out = report.to_json()
+    if args.json:
+        _print_json(out)
+    else:
+        print(
+            f"ingested {report.ingested} records from {source.name} "
+            f"({report.already_present} already present, {len(report.skipped)} skipped) in {report.seconds:.1f}s"
+        )
+        for skip in report.skipped[:20]:
+            print(f"  skipped {skip.item}: {skip.reason}")
+        if len(report.skipped) > 20:
+            print(f"  ... and {len(report.skipped) - 20} more (mmkg ingest --json lists them all)")
+    return 0 if report.ingested or report.already_present else EXIT_USER_ERROR
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from mmkg.collection import open_collection
+    from mmkg.ingest.images import load_image
+    from mmkg.retrieval.search import DenseRetriever, Query
+
+    settings = _settings(args)
+    if (args.text is None) == (args.image is None):
+        raise UserInputError("give a query text or --image FILE (one of them)")
+    if args.image is not None:
+        try:
+            image, _ = load_image(Path(args.image), settings.max_image_bytes, settings.max_image_pixels)
+        except BadImageError as exc:
+            raise UserInputError(f"cannot use the query image: {exc}") from exc
+        query = Query(image=image)
+    else:
+        query = Query(text=args.text)
+    with open_collection(settings) as col:
+        retriever = DenseRetriever(settings, col.store, col.vectors, col.encoder)
+        hits = retriever.search(query, k=args.k, target=args.target)
+    if args.json:
+        _print_json({"query": args.text or args.image, "target": args.target, "results": [h.to_json() for h in hits]})
+        return 0
+    for rank, hit in enumerate(hits, 1):
+        shown = hit.path if hit.kind == "image" else hit.text
+        attrs = f"  [{', '.join(hit.attributes)}]" if hit.attributes else ""
+        print(f"{rank:2d}. {hit.score:.4f}  {hit.kind:5s}  {shown}{attrs}")
+        for line in hit.explanation.lines()[:3]:
+            print(f"      why: {line}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from mmkg.graph.factory import open_store
+
+    settings = _settings(args)
+    with open_store(settings) as store:
+        nodes, edges = store.counts()
+    if args.json:
+        _print_json({"nodes": nodes, "edges": edges})
+    else:
+        print("nodes: " + ", ".join(f"{k} {v}" for k, v in nodes.items()))
+        print("edges: " + ", ".join(f"{k} {v}" for k, v in edges.items()))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mmkg.evaluation.protocol import evaluate
+
+    settings = _settings(args)
+    result = evaluate(_existing_dir(args.data), settings, limit=args.limit)
+    if args.json:
+        _print_json(result)
+    else:
+        for mode, figures in result.items():
+            if not isinstance(figures, dict) or "t2i" not in figures:
+                continue
+            t2i, i2t = figures["t2i"], figures["i2t"]
+            print(
+                f"{mode:8s} t2i R@1/5/10 {t2i['R@1']:.1f}/{t2i['R@5']:.1f}/{t2i['R@10']:.1f}  "
+                f"i2t R@1/5/10 {i2t['R@1']:.1f}/{i2t['R@5']:.1f}/{i2t['R@10']:.1f}  "
+                f"rsum {figures['rsum']:.1f}  mAP {figures['mAP']:.1f}  ndcg@10 {figures['ndcg@10']:.1f}"
+            )
+    return 0
+
+
+def cmd_neo4j(args: argparse.Namespace) -> int:
+    from mmkg.graph import neo4j_server
+
+    settings = _settings(args)
+    if args.action == "start":
+        info = neo4j_server.start(settings, port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None)
+        out: Any = info if isinstance(info, dict) else getattr(info, "__dict__", str(info))
+    elif args.action == "stop":
+        out = neo4j_server.stop(settings)
+    else:
+        out = neo4j_server.status(settings)
+    _print_json(_jsonable(out))
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _existing_dir(path: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise UserInputError(f"not a folder: {path}")
+    return p
+
+
+def _len_or_none(source: Any) -> int | None:
+    try:
+        return len(source)
+    except TypeError:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="workspace folder (env MMKG_HOME, default ./.mmkg)")
+    common.add_argument("--store", choices=["memory", "neo4j"], help="graph store (env MMKG_STORE, default memory)")
+    common.add_argument("--encoder", choices=["lit", "clip"], help="encoder backend (env MMKG_ENCODER, default lit)")
+    common.add_argument("--log-level", help="DEBUG, INFO, WARNING (default), ERROR")
+
+    parser = argparse.ArgumentParser(prog="mmkg", description="Graph-based multimodal knowledge retrieval.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model")
+    train_sub = train.add_subparsers(dest="what", required=True)
+    enc = train_sub.add_parser("encoder", parents=[common], help="train the lit encoder's projection heads")
+    enc.add_argument("--data", required=True, help="a Flickr-layout folder (captions.jsonl + images/)")
+    enc.add_argument("--json", action="store_true")
+    enc.set_defaults(func=cmd_train_encoder)
+
+    ing = sub.add_parser("ingest", parents=[common], help="ingest a collection into the workspace")
+    ing.add_argument("path", help="a collection folder or a catalog CSV")
+    ing.add_argument("--format", choices=["flickr", "catalog", "coco", "medpix"], help="default: detected")
+    ing.add_argument("--mapping", help="JSON column mapping for a catalog CSV")
+    ing.add_argument("--json", action="store_true", help="print the report as JSON")
+    ing.add_argument("--quiet", action="store_true", help="no progress bars")
+    ing.set_defaults(func=cmd_ingest)
+
+    srch = sub.add_parser("search", parents=[common], help="search by text or by image")
+    srch.add_argument("text", nargs="?", help="the query text")
+    srch.add_argument("--image", help="an image file to search with")
+    srch.add_argument("--target", choices=["images", "texts"], default="images")
+    srch.add_argument("-k", type=int, default=10)
+    srch.add_argument("--json", action="store_true")
+    srch.set_defaults(func=cmd_search)
+
+    st = sub.add_parser("stats", parents=[common], help="node and edge counts")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_stats)
+
+    ev = sub.add_parser("eval", parents=[common], help="image-text retrieval protocol on a Flickr-layout folder")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--limit", type=int, help="evaluate on the first N images only")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    neo = sub.add_parser("neo4j", help="the local Neo4j server")
+    neo_sub = neo.add_subparsers(dest="action", required=True)
+    for action in ("start", "stop", "status"):
+        p = neo_sub.add_parser(action, parents=[common])
+        if action == "start":
+            p.add_argument("--port", type=int, default=7687)
+            p.add_argument("--data-dir", help="default: the workspace's neo4j/ folder")
+        p.set_defaults(func=cmd_neo4j)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = (getattr(args, "log_level", None) or os.environ.get("MMKG_LOG_LEVEL") or "WARNING").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except MmkgError as exc:
+        print(f"mmkg: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("mmkg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not a user's mistake: one line, the traceback only on request
+        log.debug("internal error", exc_info=True)
+        print(f"mmkg: internal error: {type(exc).__name__}: {exc} (rerun with --log-level DEBUG)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Open the configured graph store: callers never name a backend class."""
+
+from __future__ import annotations
+
+from mmkg.graph.store import GraphStore
+from mmkg.settings import Settings
+from mmkg.workspace import Workspace
+
+
+def open_store(settings: Settings) -> GraphStore:
+    if settings.store == "neo4j":
+        from mmkg.graph.neo4j_server import connection_settings
+        from mmkg.graph.neo4j_store import Neo4jGraphStore
+
+        uri, user, password = connection_settings(settings)
+        return Neo4jGraphStore(uri, user, password)
+    from mmkg.graph.memory import MemoryGraphStore
+
+    return MemoryGraphStore(Workspace(settings.home).graph_dir)

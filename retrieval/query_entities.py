@@ -1,0 +1,79 @@
+"""Attach a query to the graph: the entities a text query mentions or an image query depicts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmkg.graph import ids
+from mmkg.graph.schema import Label
+from mmkg.graph.store import GraphStore
+from mmkg.ingest.entities import extract_entities
+from mmkg.retrieval.index import VectorIndex
+
+MAX_NGRAM = 4
+
+
+@dataclass(frozen=True)
+class QueryEntity:
+    id: str
+    name: str
+    how: str
+    """`mentions` (text query) or `depicts` (image query)."""
+    score: float = 1.0
+
+
+def _stem(token: str) -> str:
+    """Crude plural folding so `shoes` meets `shoe` and `sports` meets `sport`; enough for matching names."""
+    if len(token) > 3 and token.endswith("ies"):
+        return token[:-3] + "y"
+    if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+        return token[:-1]
+    return token
+
+
+def _key(text: str) -> tuple[str, ...]:
+    return tuple(_stem(t) for t in re.findall(r"\w+", ids.normalize_name(text)))
+
+
+class QueryLinker:
+    """Finds a query's entities: spaCy entities of the query that the graph holds, attribute values
+    named in the query (`white`, `sports shoes`, `men`), or, for an image, its nearest entity names."""
+
+    def __init__(self, store: GraphStore, entity_index: VectorIndex) -> None:
+        self.store = store
+        self.entity_index = entity_index
+        self._by_key: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        for node in store.iter_nodes(Label.ENTITY):
+            name = str(node.props.get("name", node.id[4:]))
+            value = name.split(":", 1)[1] if node.props.get("kind") == "attribute" and ":" in name else name
+            key = _key(value)
+            if key:
+                self._by_key.setdefault(key, []).append((node.id, name))
+
+    def for_text(self, text: str) -> list[QueryEntity]:
+        found: dict[str, QueryEntity] = {}
+        tokens = _key(text)
+        for n in range(min(MAX_NGRAM, len(tokens)), 0, -1):
+            for start in range(len(tokens) - n + 1):
+                for eid, name in self._by_key.get(tokens[start : start + n], []):
+                    found.setdefault(eid, QueryEntity(eid, name, "mentions"))
+        for ent in extract_entities([text])[0]:
+            eid = ids.entity_id(ent.name)
+            if eid not in found and self.store.get_nodes([eid]):
+                found[eid] = QueryEntity(eid, ent.name, "mentions")
+        return list(found.values())
+
+    def for_vector(self, vector: np.ndarray, k: int, min_score: float) -> list[QueryEntity]:
+        if len(self.entity_index) == 0:
+            return []
+        hits = self.entity_index.search(vector.reshape(1, -1), k)[0]
+        keep = [(eid, s) for eid, s in hits if s >= min_score]
+        nodes = self.store.get_nodes([eid for eid, _ in keep])
+        return [
+            QueryEntity(eid, str(nodes[eid].props.get("name", eid)), "depicts", float(s))
+            for eid, s in keep
+            if eid in nodes
+        ]

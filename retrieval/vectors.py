@@ -1,0 +1,54 @@
+"""The workspace's vector indexes, one per kind of node, tied to the encoder that filled them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmkg.errors import UserInputError
+from mmkg.retrieval.index import VectorIndex
+from mmkg.settings import Settings
+from mmkg.workspace import Workspace, atomic_write_json
+
+KINDS = ("images", "texts", "entities")
+
+
+@dataclass
+class Vectors:
+    """FAISS indexes over image, text and entity-name vectors of one workspace."""
+
+    images: VectorIndex
+    texts: VectorIndex
+    entities: VectorIndex
+
+    def __iter__(self) -> Iterator[VectorIndex]:
+        return iter((self.images, self.texts, self.entities))
+
+    def save(self) -> None:
+        for index in self:
+            index.save()
+
+    @classmethod
+    def open(cls, settings: Settings, dim: int, encoder_id: str) -> Vectors:
+        """Open (or create) the indexes; refuse vectors made by a different encoder."""
+        from mmkg.retrieval.faiss_index import FaissIndex
+
+        folder = Workspace(settings.home).index_dir
+        check_encoder(folder, encoder_id, dim)
+        return cls(*(FaissIndex.open(folder / kind, dim, settings.exact_index_max) for kind in KINDS))
+
+
+def check_encoder(folder: Path, encoder_id: str, dim: int) -> None:
+    manifest = folder / "encoder.json"
+    if manifest.exists():
+        recorded = json.loads(manifest.read_text())
+        if recorded.get("encoder") != encoder_id or recorded.get("dim") != dim:
+            raise UserInputError(
+                f"this workspace's vectors were made by encoder {recorded.get('encoder')!r}, "
+                f"not the current {encoder_id!r}; ingest into a fresh MMKG_HOME "
+                f"(or delete {folder.parent / 'index'} and {folder.parent / 'graph'} and ingest again)"
+            )
+    else:
+        atomic_write_json(manifest, {"encoder": encoder_id, "dim": dim})

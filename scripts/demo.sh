@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the embedded store: train the offline encoder once, ingest the fashion catalog,
+# search it by text and by image, and print the graph's counts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+data="${MMKG_DATA:-../shared/data}"
+export MMKG_HOME="${MMKG_HOME:-$PWD/.mmkg}"
+mmkg=.venv/bin/mmkg
+
+if [ ! -f "$MMKG_HOME/models/lit/heads.pt" ]; then
+  echo "== training the lit encoder's heads on $data/flickr8k/train (once; cached in $MMKG_HOME)"
+  $mmkg train encoder --data "$data/flickr8k/train"
+fi
+echo "== ingesting $data/fashion"
+$mmkg ingest "$data/fashion"
+echo "== mmkg search \"white sports shoes for men\" -k 10"
+$mmkg search "white sports shoes for men" -k 10
+echo "== mmkg search --image $data/fashion/images/10003.jpg --target texts -k 5"
+$mmkg search --image "$data/fashion/images/10003.jpg" --target texts -k 5
+echo "== mmkg stats"
+$mmkg stats
