@@ -37,12 +37,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
-    from mmkg.encoders.lit import train_lit
+    from mmkg.encoders.lit import CONFIG_NAME, lit_model_dir
+    from mmkg.encoders.lit_train import train_lit
 
     settings = _settings(args)
     if settings.encoder != "lit":
         raise UserInputError("only the lit encoder is trained here (clip loads pretrained weights)")
     data = _existing_dir(args.data)
+    if args.if_missing and (lit_model_dir(settings) / CONFIG_NAME).exists():
+        print(f"lit heads already trained in {lit_model_dir(settings)} (drop --if-missing to retrain)")
+        return 0
     summary = train_lit(data, settings)
     if args.json:
         _print_json(summary)
@@ -191,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_sub = train.add_subparsers(dest="what", required=True)
     enc = train_sub.add_parser("encoder", parents=[common], help="train the lit encoder's projection heads")
     enc.add_argument("--data", required=True, help="a Flickr-layout folder (captions.jsonl + images/)")
+    enc.add_argument("--if-missing", action="store_true", help="do nothing when heads are already trained")
     enc.add_argument("--json", action="store_true")
     enc.set_defaults(func=cmd_train_encoder)
 

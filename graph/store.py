@@ -22,11 +22,21 @@ class GraphStore(ABC):
 
     @abstractmethod
     def upsert_nodes(self, nodes: Sequence[Node]) -> None:
-        """Create nodes, or merge the given properties into existing ones."""
+        """Create nodes, or merge the given properties into existing ones.
+
+        Property values are str, int, float, bool or lists of them, stored verbatim (any Unicode, any
+        Cypher-looking text); anything else is a ValueError. A node keeps its label: upserting its id
+        under another label is a ValueError.
+        """
 
     @abstractmethod
     def upsert_edges(self, edges: Sequence[Edge]) -> None:
-        """Create edges, or replace the properties of existing ones. Both endpoints must exist."""
+        """Create edges, or replace the properties of existing ones. Both endpoints must exist.
+
+        The whole batch is checked before anything is written: a missing endpoint, or endpoint labels
+        that EDGE_ENDPOINTS does not allow for the type, is a ValueError naming the edge. CO_OCCURS is
+        stored once per unordered pair, as src < dst, whichever way round it was given.
+        """
 
     @abstractmethod
     def get_nodes(self, ids: Sequence[str]) -> dict[str, Node]:
@@ -47,29 +57,41 @@ class GraphStore(ABC):
     ) -> Subgraph:
         """The nodes within `hops` of any seed (edges taken in either direction) and the edges among them.
 
-        `max_fanout` caps how many neighbours of one node are followed (highest-weight first),
-        so a hub entity does not pull in the whole graph.
+        Edges among them means every edge of the allowed types joining two returned nodes, walked or
+        not. Seeds that do not exist are ignored. `max_fanout` caps how many neighbours of one node are
+        followed, so a hub entity does not pull in the whole graph: a node's neighbours are ranked by
+        the weight of the heaviest edge to each (DEPICTS `score`, CO_OCCURS `count`, else 1; ties by
+        id) and the first `max_fanout` are taken, already-visited ones included.
         """
 
     @abstractmethod
     def shortest_paths(self, src: str, dst: str, max_hops: int = 4, limit: int = 3) -> list[Path]:
-        """Up to `limit` shortest paths from src to dst, edges taken in either direction."""
+        """Up to `limit` shortest paths from src to dst, edges taken in either direction.
+
+        Only paths of the minimal length (at most `max_hops`), ordered by the node ids along them, then
+        by their edges. [] when either end is missing or no path is that short; src == dst gives one
+        path of length 0.
+        """
 
     @abstractmethod
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """(nodes by label, edges by type), every label and type present with 0 where empty."""
 
     @abstractmethod
-    def iter_nodes(self, label: Label) -> Iterator[Node]: ...
+    def iter_nodes(self, label: Label) -> Iterator[Node]:
+        """Every node of one label (order unspecified)."""
 
     @abstractmethod
-    def iter_edges(self, rel: Rel) -> Iterator[Edge]: ...
+    def iter_edges(self, rel: Rel) -> Iterator[Edge]:
+        """Every edge of one type (order unspecified)."""
 
     @abstractmethod
     def delete_record(self, record_id: str) -> int:
         """Remove a record, the images and texts no other record holds, and entities left unlinked.
 
-        Returns how many nodes were removed (0 when the record does not exist).
+        Edges at removed nodes go with them. An entity goes only if that leaves it with no edge at all
+        (one that still co-occurs with another stays). Returns how many nodes were removed (0 when no
+        Record has this id).
         """
 
     @abstractmethod
@@ -77,6 +99,7 @@ class GraphStore(ABC):
         """Make everything written so far durable."""
 
     def close(self) -> None:
+        """Commit and release the store; closing twice is harmless."""
         self.commit()
 
     def __enter__(self) -> GraphStore:

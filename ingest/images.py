@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -62,3 +63,27 @@ def load_image(path: Path, max_bytes: int = 50_000_000, max_pixels: int = 40_000
     """The decoded RGB image and its raw bytes (the bytes give the image its id)."""
     data = read_image_bytes(path, max_bytes)
     return decode_image(data, max_pixels, name=str(path)), data
+
+
+def check_image_paths(root: Path, relatives: Sequence[str]) -> tuple[tuple[Path, ...], list[str]]:
+    """Resolve paths written in a source file: the usable ones (inside `root`, existing files, no repeats)
+    and one readable problem per refused path. Decoding is left to `load_image`."""
+    paths: dict[Path, None] = {}
+    problems: list[str] = []
+    for relative in relatives:
+        if not relative or not relative.strip():
+            problems.append("empty image path")
+            continue
+        try:
+            path = resolve_inside(root, relative.strip())
+        except BadImageError as exc:
+            problems.append(str(exc))
+            continue
+        except (OSError, ValueError) as exc:  # NUL bytes, names too long, symlink loops
+            problems.append(f"invalid image path {relative!r}: {exc}")
+            continue
+        if not path.is_file():
+            problems.append(f"image file not found: {relative}" if not path.exists() else f"not a file: {relative}")
+            continue
+        paths[path] = None
+    return tuple(paths), problems

@@ -11,6 +11,9 @@ class TextField:
     kind: str
     """What the text is: caption, title, name, finding, diagnosis, description..."""
     text: str
+    image: int | None = None
+    """Index into `Record.images` of the one image this text describes (a MedPix caption);
+    None: the text is about the whole record and so describes each of its images."""
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,8 @@ data="${MMKG_DATA:-../shared/data}"
 export MMKG_HOME="${MMKG_HOME:-$PWD/.mmkg}"
 mmkg=.venv/bin/mmkg
 
-if [ ! -f "$MMKG_HOME/models/lit/heads.pt" ]; then
-  echo "== training the lit encoder's heads on $data/flickr8k/train (once; cached in $MMKG_HOME)"
-  $mmkg train encoder --data "$data/flickr8k/train"
-fi
+echo "== training the lit encoder's heads on $data/flickr8k/train (once; kept in $MMKG_HOME)"
+$mmkg train encoder --data "$data/flickr8k/train" --if-missing
 echo "== ingesting $data/fashion"
 $mmkg ingest "$data/fashion"
 echo "== mmkg search \"white sports shoes for men\" -k 10"

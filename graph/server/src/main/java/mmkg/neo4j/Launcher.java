@@ -1,16 +1,28 @@
 package mmkg.neo4j;
 
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
+import org.neo4j.configuration.Config;
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.connectors.HttpConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.io.fs.DefaultFileSystemAbstraction;
+import org.neo4j.kernel.impl.security.User;
+import org.neo4j.logging.NullLogProvider;
+import org.neo4j.memory.EmptyMemoryTracker;
+import org.neo4j.server.security.SecureHasher;
+import org.neo4j.server.security.SystemGraphCredential;
+import org.neo4j.server.security.auth.CommunitySecurityModule;
+import org.neo4j.server.security.auth.FileUserRepository;
 
 /**
  * mmkg's local Neo4j server: Neo4j Community embedded, with its Bolt connector on 127.0.0.1 only.
@@ -18,16 +30,31 @@ import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
  * <p>Usage: {@code java -jar mmkg-neo4j-launcher.jar --home DIR --logs DIR [--port 7687] [--pagecache 256m]
  * [--tx-memory 512m]}. The password of user {@code neo4j} is read from the environment variable
  * {@code MMKG_NEO4J_LAUNCHER_PASSWORD} (so it never shows in {@code ps}) and applied on every start, which
- * makes the caller's password file the one source of truth. On a brand-new home the password is set
- * with Bolt still closed, so the default neo4j/neo4j login is never reachable. SIGTERM shuts the DBMS
- * down cleanly (shutdown hook).
+ * makes the caller's password file the one source of truth. On a brand-new home the password is
+ * written to the initial-user file before the first boot, so the default neo4j/neo4j login never
+ * exists. SIGTERM shuts the DBMS down cleanly (shutdown hook).
  */
 public final class Launcher {
     static final String PASSWORD_ENV = "MMKG_NEO4J_LAUNCHER_PASSWORD";
 
     private Launcher() {}
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable t) {
+            t.printStackTrace();
+            Throwable root = t;
+            while (root.getCause() != null && root.getCause() != root) {
+                root = root.getCause();
+            }
+            // One last line that says why, for the caller to show.
+            System.err.println("mmkg-neo4j: failed to start: " + root);
+            System.exit(1);
+        }
+    }
+
+    private static void run(String[] args) throws Exception {
         Path home = null;
         Path logs = null;
         int port = 7687;
@@ -59,29 +86,53 @@ public final class Launcher {
         Files.createDirectories(logs);
 
         boolean fresh = !Files.exists(home.resolve("data").resolve("databases").resolve("system"));
+        Path initialUsers = null;
         if (fresh) {
-            // First start: create the system database and set the password while nothing can connect.
             log("initialising a new database in " + home);
-            DatabaseManagementService boot = build(home, logs, port, pagecache, txMemory, false);
-            try {
-                setPassword(boot, password);
-            } finally {
-                boot.shutdown();
+            initialUsers = writeInitialPassword(home, password);
+            if (initialUsers == null) {
+                // Fallback: create the system database and set the password while nothing can connect.
+                DatabaseManagementService boot = build(home, logs, port, pagecache, txMemory, false);
+                try {
+                    setPassword(boot, password);
+                } finally {
+                    boot.shutdown();
+                }
             }
         }
 
-        DatabaseManagementService dbms = build(home, logs, port, pagecache, txMemory, true);
+        // The hook is in place before the DBMS is built, and waits for a build in progress, so a SIGTERM
+        // during start-up also ends in a clean shutdown.
+        AtomicReference<DatabaseManagementService> running = new AtomicReference<>();
+        CountDownLatch built = new CountDownLatch(1);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            log("shutting down");
             try {
-                dbms.shutdown();
-            } finally {
-                log("stopped");
-                stopped.countDown();
+                built.await(300, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             }
+            DatabaseManagementService dbms = running.getAndSet(null);
+            if (dbms != null) {
+                log("shutting down");
+                dbms.shutdown();
+                log("stopped");
+            }
+            stopped.countDown();
         }, "mmkg-neo4j-shutdown"));
-        if (!fresh) {
+        try {
+            running.set(build(home, logs, port, pagecache, txMemory, true));
+        } finally {
+            built.countDown();
+        }
+        DatabaseManagementService dbms = running.get();
+        if (dbms == null) {
+            return; // shut down while starting
+        }
+        if (initialUsers != null) {
+            // Consumed when the system database was created; no need to keep a password hash around.
+            Files.deleteIfExists(initialUsers);
+        } else if (!fresh) {
             setPassword(dbms, password);
         }
         log("ready bolt://127.0.0.1:" + port);
@@ -101,6 +152,34 @@ public final class Launcher {
                 .setConfig(BoltConnector.advertised_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(HttpConnector.enabled, false)
                 .build();
+    }
+
+    /**
+     * Writes the initial-user file ({@code data/dbms/auth.ini}, what {@code neo4j-admin dbms set-initial-password}
+     * writes) that a new system database takes its neo4j user from: no default password ever exists, and
+     * there is one boot instead of two. Uses Neo4j-internal classes, so any failure falls back to the
+     * two-boot path (null).
+     */
+    private static Path writeInitialPassword(Path home, String password) {
+        try {
+            Config config = Config.newBuilder().set(GraphDatabaseSettings.neo4j_home, home).build();
+            Path file = CommunitySecurityModule.getInitialUserRepositoryFile(config);
+            Files.createDirectories(file.getParent());
+            FileUserRepository repo = new FileUserRepository(
+                    new DefaultFileSystemAbstraction(), file, NullLogProvider.getInstance(), EmptyMemoryTracker.INSTANCE);
+            repo.start();
+            try {
+                SystemGraphCredential credential = SystemGraphCredential.createCredentialForPassword(
+                        password.getBytes(StandardCharsets.UTF_8), new SecureHasher());
+                repo.create(new User("neo4j", null, credential, false, false));
+            } finally {
+                repo.shutdown();
+            }
+            return file;
+        } catch (Exception | LinkageError e) {
+            log("could not write the initial password file (" + e + "); setting the password with a first boot");
+            return null;
+        }
     }
 
     /** Sets the neo4j user's password; an unchanged password is not an error. */

@@ -1,0 +1,414 @@
+"""Training the `lit` heads: cached frozen features + symmetric InfoNCE with a learnable temperature.
+
+`mmkg train encoder --data DIR` calls `train_lit(DIR, settings)`. DIR is in the Flickr layout:
+``captions.jsonl`` with one ``{"image": "images/NAME.jpg", "captions": [...]}`` a line.
+
+1. Frozen features. Every image is hashed (sha256 of its file bytes) and looked up in the feature
+   cache for both views (``plain`` and ``hflip``); only misses are decoded (`load_image`) and run
+   through EfficientNet-Lite0, in batches, written to the cache chunk by chunk. Captions likewise
+   (keyed by the sha256 of the text). A second run, or a run after a crash, re-encodes nothing
+   that was already cached.
+2. Heads. A fixed slice of the training images (``holdout``, chosen by hashing, never dev) is set
+   aside; heads are trained on the rest with a symmetric InfoNCE loss. Each step takes a batch of
+   distinct images, one random caption of each, and a random view (plain or horizontally flipped)
+   of each image. The epoch with the best holdout rsum is kept.
+3. Save heads + config atomically to ``<home>/models/lit`` (`mmkg.encoders.lit.save_lit_model`).
+4. If ``dev_dir`` is given, report the retrieval metrics on it (reporting only, never selection).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mmkg.encoders.backbones import (
+    IMAGE_FEATURE,
+    IMAGE_VIEWS,
+    MAX_THREADS,
+    TEXT_FEATURE,
+    get_image_tower,
+    get_text_tower,
+    limit_threads,
+)
+from mmkg.encoders.feature_cache import FeatureCache, sha256_bytes, text_key
+from mmkg.encoders.lit import LitHeads, lit_model_dir, save_lit_model
+from mmkg.errors import BadImageError, UserInputError
+from mmkg.evaluation.metrics import image_text_retrieval
+from mmkg.ingest.images import load_image, read_image_bytes, resolve_inside
+from mmkg.settings import Settings
+from mmkg.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+EXTRACT_CHUNK = 256
+"""Images per cache chunk while extracting: the most work a crash can lose."""
+
+DEFAULTS: dict[str, Any] = {
+    "embed_dim": 256,
+    "hidden": 1024,
+    "depth": 2,
+    "dropout": 0.1,
+    "epochs": 40,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "weight_decay": 0.05,
+    "init_temperature": 0.07,
+    "hflip": True,
+    "holdout": 500,
+    "eval_every": 2,
+    "seed": 0,
+}
+"""Head-training hyperparameters; `train_lit(..., **hyperparams)` overrides any of them."""
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Images of a Flickr-layout folder and their captions (images that could not be read are left out)."""
+
+    paths: list[Path]
+    captions: list[list[str]]
+    skipped: list[tuple[str, str]]
+
+
+def read_captions_jsonl(data_dir: Path, max_images: int | None = None) -> PairSet:
+    """Parse ``DIR/captions.jsonl``; bad lines and unsafe paths are reported and skipped."""
+    data_dir = Path(data_dir)
+    index = data_dir / "captions.jsonl"
+    if not index.is_file():
+        raise UserInputError(f"no captions.jsonl in {data_dir} (expected the Flickr layout)")
+    paths: list[Path] = []
+    captions: list[list[str]] = []
+    skipped: list[tuple[str, str]] = []
+    with index.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                rel = obj["image"]
+                caps = [str(c).strip() for c in obj["captions"] if str(c).strip()]
+                if not isinstance(rel, str) or not caps:
+                    raise ValueError("needs an image path and at least one caption")
+                path = resolve_inside(data_dir, rel)
+            except (ValueError, KeyError, TypeError, BadImageError) as exc:
+                skipped.append((f"{index.name}:{lineno}", str(exc)))
+                log.warning("skipping %s line %d: %s", index, lineno, exc)
+                continue
+            paths.append(path)
+            captions.append(caps)
+            if max_images is not None and len(paths) >= max_images:
+                break
+    if not paths:
+        raise UserInputError(f"no usable image-caption pairs in {index}")
+    return PairSet(paths, captions, skipped)
+
+
+def image_cache(settings: Settings, view: str) -> FeatureCache:
+    tower_dim = 1280
+    return FeatureCache(Workspace(Path(settings.home)).cache_dir, f"{IMAGE_FEATURE}/{view}", tower_dim)
+
+
+def text_cache(settings: Settings) -> FeatureCache:
+    return FeatureCache(Workspace(Path(settings.home)).cache_dir, f"{TEXT_FEATURE}/text", 384)
+
+
+def cached_image_features(
+    paths: Sequence[Path],
+    settings: Settings,
+    views: Sequence[str] = ("plain",),
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], list[int], list[tuple[str, str]]]:
+    """Frozen image features for each view, from the cache or computed (and cached) on a miss.
+
+    Returns ``(features by view, indices of the usable paths, skipped (path, reason))``; the
+    feature rows follow the usable indices.
+    """
+    for view in views:
+        if view not in IMAGE_VIEWS:
+            raise ValueError(f"unknown view {view!r}")
+    keys: list[str] = []
+    ok: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    for i, path in enumerate(tqdm(paths, desc="hashing images", unit="img", disable=not progress or len(paths) < 256)):
+        try:
+            data = read_image_bytes(path, settings.max_image_bytes)
+        except BadImageError as exc:
+            skipped.append((str(path), str(exc)))
+            log.warning("skipping image: %s", exc)
+            continue
+        keys.append(sha256_bytes(data))
+        ok.append(i)
+    caches = {view: image_cache(settings, view) for view in views}
+    feats: dict[str, np.ndarray] = {}
+    found: dict[str, np.ndarray] = {}
+    for view in views:
+        feats[view], found[view] = caches[view].lookup(keys)
+    missing = sorted({j for view in views for j in np.flatnonzero(~found[view]).tolist()})
+    bad_rows: set[int] = set()
+    if missing:
+        tower = get_image_tower(settings.device)
+        log.info("encoding %d images (%s) with %s", len(missing), "+".join(views), IMAGE_FEATURE)
+        bar = tqdm(total=len(missing), desc="image features", unit="img", disable=not progress)
+        with bar:
+            for start in range(0, len(missing), EXTRACT_CHUNK):
+                rows = missing[start : start + EXTRACT_CHUNK]
+                images, good = [], []
+                for j in rows:
+                    try:
+                        img, _ = load_image(paths[ok[j]], settings.max_image_bytes, settings.max_image_pixels)
+                    except BadImageError as exc:
+                        skipped.append((str(paths[ok[j]]), str(exc)))
+                        log.warning("skipping image: %s", exc)
+                        bad_rows.add(j)
+                        continue
+                    images.append(img)
+                    good.append(j)
+                for view in views:
+                    need = [k for k, j in enumerate(good) if not found[view][j]]
+                    if not need:
+                        continue
+                    f = tower.features([images[k] for k in need], view=view, batch_size=32)
+                    rows_v = [good[k] for k in need]
+                    feats[view][rows_v] = f
+                    caches[view].put([keys[j] for j in rows_v], f)
+                bar.update(len(rows))
+        for cache in caches.values():
+            cache.compact()
+    keep = [j for j in range(len(keys)) if j not in bad_rows]
+    out = {view: feats[view][keep] for view in views}
+    return out, [ok[j] for j in keep], skipped
+
+
+def cached_text_features(texts: Sequence[str], settings: Settings, progress: bool = True) -> np.ndarray:
+    """Frozen text features (n, 384), from the cache or computed (and cached) on a miss."""
+    cache = text_cache(settings)
+    keys = [text_key(t) for t in texts]
+    feats, found = cache.lookup(keys)
+    miss = np.flatnonzero(~found)
+    if miss.size:
+        # Unique texts only (Flickr has repeated captions).
+        uniq: dict[str, int] = {}
+        for j in miss.tolist():
+            uniq.setdefault(keys[j], j)
+        order = list(uniq.values())
+        tower = get_text_tower(settings.device)
+        log.info("encoding %d captions with %s", len(order), TEXT_FEATURE)
+        bar = tqdm(total=len(order), desc="text features", unit="text", disable=not progress)
+        step = EXTRACT_CHUNK * 16
+        with bar:
+            for start in range(0, len(order), step):
+                rows = order[start : start + step]
+                f = tower.features([texts[j] for j in rows], batch_size=128)
+                cache.put([keys[j] for j in rows], f)
+                bar.update(len(rows))
+        cache.compact()
+        feats, found = cache.lookup(keys)
+        assert found.all()
+    return feats
+
+
+def _holdout_split(keys: Sequence[str], holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed slice of the training images for model selection, chosen by hashing (order-free)."""
+    n = len(keys)
+    holdout = min(holdout, n // 5)
+    ranks = np.argsort([hashlib.sha256(f"{seed}:{k}".encode()).hexdigest() for k in keys], kind="stable")
+    ho = np.sort(ranks[:holdout])
+    fit = np.sort(ranks[holdout:])
+    return fit, ho
+
+
+def _evaluate(heads: LitHeads, img: np.ndarray, txt: np.ndarray, text_image: np.ndarray) -> dict[str, float]:
+    was_training = heads.training
+    heads.eval()
+    with torch.inference_mode():
+        ie = heads.embed_images(torch.from_numpy(np.ascontiguousarray(img)))
+        te = heads.embed_texts(torch.from_numpy(np.ascontiguousarray(txt)))
+    heads.train(was_training)
+    return image_text_retrieval((te @ ie.T).numpy(), text_image)
+
+
+def _round(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 2) for k, v in metrics.items()}
+
+
+def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[str, Any]:
+    """Train the lit heads on a Flickr-layout folder and save them to ``<home>/models/lit``.
+
+    Keyword arguments: any of `DEFAULTS` (head and optimiser hyperparameters), plus
+    ``dev_dir`` (a Flickr-layout folder to report metrics on), ``max_images`` (use only the first
+    N images of ``data_dir``), ``progress`` (progress bars, default True).
+    Returns the training summary (also stored in the model's config.json).
+    """
+    t_start = time.perf_counter()
+    dev_dir = hyperparams.pop("dev_dir", None)
+    max_images = hyperparams.pop("max_images", None)
+    progress = bool(hyperparams.pop("progress", True))
+    unknown = set(hyperparams) - set(DEFAULTS)
+    if unknown:
+        raise UserInputError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    hp = {**DEFAULTS, **{k: v for k, v in hyperparams.items() if v is not None}}
+    limit_threads(MAX_THREADS)
+    torch.manual_seed(int(hp["seed"]))
+    rng = np.random.default_rng(int(hp["seed"]))
+
+    data_dir = Path(data_dir)
+    pairs = read_captions_jsonl(data_dir, max_images=max_images)
+    views = ["plain", "hflip"] if hp["hflip"] else ["plain"]
+    img_feats, ok, skipped_imgs = cached_image_features(pairs.paths, settings, views, progress=progress)
+    if len(ok) < 2:
+        raise UserInputError(f"fewer than two readable images in {data_dir}")
+    captions = [pairs.captions[i] for i in ok]
+    flat = [c for caps in captions for c in caps]
+    txt_feats = cached_text_features(flat, settings, progress=progress)
+    cap_image = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
+    cap_start = np.concatenate([[0], np.cumsum([len(c) for c in captions])[:-1]]).astype(np.int64)
+    cap_count = np.asarray([len(c) for c in captions], dtype=np.int64)
+    t_features = time.perf_counter() - t_start
+
+    image_keys = [str(pairs.paths[i].name) for i in ok]
+    fit, ho = _holdout_split(image_keys, int(hp["holdout"]), int(hp["seed"]))
+    if ho.size == 0:
+        fit = np.arange(len(ok))
+    arch = {
+        "image_dim": int(img_feats["plain"].shape[1]),
+        "text_dim": int(txt_feats.shape[1]),
+        "embed_dim": int(hp["embed_dim"]),
+        "hidden": int(hp["hidden"]),
+        "depth": int(hp["depth"]),
+        "dropout": float(hp["dropout"]),
+    }
+    heads = LitHeads.from_arch(arch)
+    with torch.no_grad():
+        heads.logit_scale.fill_(math.log(1.0 / float(hp["init_temperature"])))
+        fit_caps = np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in fit])
+        heads.image.set_input_stats(img_feats["plain"][fit].mean(0), img_feats["plain"][fit].std(0))
+        heads.text.set_input_stats(txt_feats[fit_caps].mean(0), txt_feats[fit_caps].std(0))
+
+    decay = [p for n, p in heads.named_parameters() if n != "logit_scale" and p.ndim > 1]
+    no_decay = [p for n, p in heads.named_parameters() if n != "logit_scale" and p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": float(hp["weight_decay"])},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": [heads.logit_scale], "weight_decay": 0.0},
+        ],
+        lr=float(hp["lr"]),
+    )
+    bs = max(2, min(int(hp["batch_size"]), len(fit)))
+    steps_per_epoch = max(1, len(fit) // bs)
+    epochs = int(hp["epochs"])
+    total_steps = steps_per_epoch * epochs
+    warmup = steps_per_epoch
+
+    def lr_at(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    view_t = {v: torch.from_numpy(img_feats[v]) for v in views}
+    txt_t = torch.from_numpy(txt_feats)
+    ho_caps = (
+        np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in ho]) if ho.size else None
+    )
+    ho_text_image = np.repeat(np.arange(ho.size), cap_count[ho]) if ho.size else None
+
+    heads.train()
+    best: tuple[float, int, dict[str, Any] | None, dict[str, float]] = (-1.0, -1, None, {})
+    history: list[dict[str, float]] = []
+    loss_value = float("nan")
+    t_heads = time.perf_counter()
+    bar = tqdm(range(epochs), desc="training heads", unit="epoch", disable=not progress)
+    for epoch in bar:
+        order = fit[rng.permutation(len(fit))]
+        running = 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * bs : (step + 1) * bs]
+            x = view_t["plain"][idx]
+            if "hflip" in view_t:
+                flip = torch.from_numpy(rng.random(len(idx)) < 0.5)[:, None]
+                x = torch.where(flip, view_t["hflip"][idx], x)
+            cap = cap_start[idx] + (rng.random(len(idx)) * cap_count[idx]).astype(np.int64)
+            ie = heads.embed_images(x)
+            te = heads.embed_texts(txt_t[cap])
+            logits = heads.logit_scale.exp().clamp(max=100.0) * ie @ te.T
+            target = torch.arange(len(idx))
+            loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += float(loss.detach())
+        loss_value = running / steps_per_epoch
+        last = epoch == epochs - 1
+        if ho_caps is not None and ho_text_image is not None and (last or (epoch + 1) % int(hp["eval_every"]) == 0):
+            m = _evaluate(heads, img_feats["plain"][ho], txt_feats[ho_caps], ho_text_image)
+            history.append({"epoch": epoch + 1, "loss": round(loss_value, 4), "holdout_rsum": round(m["rsum"], 2)})
+            bar.set_postfix(loss=f"{loss_value:.3f}", holdout_rsum=f"{m['rsum']:.1f}")
+            if m["rsum"] > best[0]:
+                best = (m["rsum"], epoch + 1, copy.deepcopy(heads.state_dict()), m)
+        else:
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+    if best[2] is not None:
+        heads.load_state_dict(best[2])
+    heads.eval()
+    t_heads = time.perf_counter() - t_heads
+
+    summary: dict[str, Any] = {
+        "data": str(data_dir),
+        "images": len(ok),
+        "pairs": int(len(flat)),
+        "skipped": len(pairs.skipped) + len(skipped_imgs),
+        "fit_images": int(len(fit)),
+        "holdout_images": int(ho.size),
+        "epochs": epochs,
+        "best_epoch": best[1] if best[2] is not None else epochs,
+        "final_loss": round(loss_value, 4),
+        "temperature": round(heads.temperature, 5),
+        "hyperparams": hp,
+        "holdout": _round(best[3]) if best[3] else None,
+        "history": history,
+        "seconds_features": round(t_features, 1),
+        "seconds_heads": round(t_heads, 1),
+    }
+    model_dir = lit_model_dir(settings)
+    save_lit_model(model_dir, heads, arch, summary)
+    log.info("saved lit heads to %s", model_dir)
+    if dev_dir is not None:
+        summary["dev"] = _round(evaluate_lit_folder(Path(dev_dir), settings, heads=heads, progress=progress))
+    summary["seconds"] = round(time.perf_counter() - t_start, 1)
+    summary["model_dir"] = str(model_dir)
+    try:
+        from mmkg.encoders.factory import clear_encoder_cache
+
+        clear_encoder_cache()
+    except ImportError:  # pragma: no cover
+        pass
+    return summary
+
+
+def evaluate_lit_folder(
+    data_dir: Path, settings: Settings, heads: LitHeads | None = None, progress: bool = True
+) -> dict[str, float]:
+    """Image-text retrieval metrics of the lit encoder on a Flickr-layout folder (plain view, cached features)."""
+    if heads is None:
+        from mmkg.encoders.lit import load_lit_heads
+
+        heads, _ = load_lit_heads(lit_model_dir(settings))
+    pairs = read_captions_jsonl(Path(data_dir))
+    feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=progress)
+    captions = [pairs.captions[i] for i in ok]
+    txt = cached_text_features([c for caps in captions for c in caps], settings, progress=progress)
+    text_image = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
+    return _evaluate(heads, feats["plain"], txt, text_image)

@@ -1,0 +1,104 @@
+"""Suite-wide fixtures: the local Neo4j server for tests marked `neo4j`.
+
+The server is started once per session with the project's own `mmkg.graph.neo4j_server.start()` (the
+code behind `mmkg neo4j start`) on a free port in a temporary workspace, and stopped at the end. Set
+MMKG_TEST_NEO4J_URI (with MMKG_TEST_NEO4J_USER / MMKG_TEST_NEO4J_PASSWORD, default NEO4J_USER /
+NEO4J_PASSWORD) to run against a server of your own instead; its database is wiped between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mmkg.settings import Settings
+
+
+@dataclass(frozen=True)
+class Neo4jTestServer:
+    uri: str
+    user: str
+    password: str
+    settings: Settings | None
+    """The workspace settings of a server this session started (None for an external one)."""
+    port: int | None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTestServer]:
+    external = os.environ.get("MMKG_TEST_NEO4J_URI")
+    if external:
+        user = os.environ.get("MMKG_TEST_NEO4J_USER") or os.environ.get("NEO4J_USER") or "neo4j"
+        password = os.environ.get("MMKG_TEST_NEO4J_PASSWORD") or os.environ.get("NEO4J_PASSWORD")
+        if not password:
+            pytest.fail("MMKG_TEST_NEO4J_URI is set but no password (MMKG_TEST_NEO4J_PASSWORD or NEO4J_PASSWORD)")
+        yield Neo4jTestServer(external, user, password, None, None)
+        return
+
+    from mmkg.graph import neo4j_server
+
+    if shutil.which("java") is None:
+        pytest.skip("Java 17 is needed for the Neo4j tests")
+    if shutil.which("mvn") is None and not neo4j_server.jar_is_current():
+        pytest.skip("Maven is needed to build the local Neo4j server for the Neo4j tests")
+    # Settings built directly, not from the environment: a developer's NEO4J_* must not leak in.
+    settings = Settings(home=tmp_path_factory.mktemp("neo4j-workspace"))
+    port = free_port()
+    neo4j_server.start(settings, port=port)
+    try:
+        conn = neo4j_server.connection_settings(settings)
+        yield Neo4jTestServer(conn.uri, conn.user, conn.password, settings, port)
+    finally:
+        neo4j_server.stop(settings)
+
+
+def wipe_neo4j(server: Neo4jTestServer) -> None:
+    """Remove every node and relationship; constraints and indexes stay."""
+    from neo4j import GraphDatabase
+
+    with (
+        GraphDatabase.driver(server.uri, auth=(server.user, server.password)) as driver,
+        driver.session() as session,
+    ):  # CALL ... IN TRANSACTIONS needs an auto-commit transaction, hence session.run
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+
+
+@pytest.fixture
+def neo4j_store_factory(neo4j_server: Neo4jTestServer) -> Iterator[Callable[[], object]]:
+    """A callable that opens a new Neo4jGraphStore on the test database, which starts out empty."""
+    from mmkg.graph.neo4j_store import Neo4jGraphStore
+
+    wipe_neo4j(neo4j_server)
+    opened: list[Neo4jGraphStore] = []
+
+    def make() -> Neo4jGraphStore:
+        store = Neo4jGraphStore(neo4j_server.uri, neo4j_server.user, neo4j_server.password)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def neo4j_store(neo4j_store_factory: Callable[[], object]) -> object:
+    """A Neo4jGraphStore on an empty database."""
+    return neo4j_store_factory()
+
+
+@pytest.fixture
+def neo4j_workspace(tmp_path: Path) -> Settings:
+    """Settings for a fresh workspace of its own (for server lifecycle tests)."""
+    return Settings(home=tmp_path / "ws")
