@@ -66,9 +66,16 @@ def main() -> None:
             retriever = DenseRetriever(ws, store, vectors, encoder)
             text_queries = rng.sample(names, min(args.queries, len(names)))
             image_paths = sorted((Path(args.data) / "images").glob("*.jpg"))
-            image_queries = [load_image(p)[0] for p in rng.sample(image_paths, min(args.queries // 2, len(image_paths)))]
+            image_queries = [
+                load_image(p)[0] for p in rng.sample(image_paths, min(args.queries // 2, len(image_paths)))
+            ]
             retriever.search(Query(text="warm-up"), k=10)
-            timings: dict[str, list[float]] = {"text->image": [], "text->text": [], "image->image": [], "image->text": []}
+            timings: dict[str, list[float]] = {
+                "text->image": [],
+                "text->text": [],
+                "image->image": [],
+                "image->text": [],
+            }
             for q in text_queries:
                 for target, key in (("images", "text->image"), ("texts", "text->text")):
                     t0 = time.perf_counter()

@@ -21,7 +21,6 @@ import time
 
 import faiss
 import numpy as np
-
 from mmkg.retrieval.faiss_index import FaissIndex, configure_threads
 
 DIM = 256
@@ -79,7 +78,8 @@ def main() -> None:
     probe = FaissIndex(DIM)
     print(f"machine: {cpu_model()}, {len(os.sched_getaffinity(0))} cores available (os.cpu_count {os.cpu_count()})")
     print(
-        f"faiss {faiss.__version__} with {threads} OpenMP threads; numpy {np.__version__}; python {platform.python_version()}"
+        f"faiss {faiss.__version__}, {threads} OpenMP threads for builds and batches, 1 for single queries; "
+        f"numpy {np.__version__}; python {platform.python_version()}"
     )
     print(
         f"data: dim {DIM}, clustered unit vectors (N/100 clusters, Zipf-like sizes), seed {args.seed}; "

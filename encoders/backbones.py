@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from mmkg.errors import ModelNotReadyError
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
-
-from mmkg.errors import ModelNotReadyError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +84,7 @@ def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold an eval-mode batch norm into the preceding convolution; symmetric padding moves into the conv."""
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+    assert bn.running_mean is not None and bn.running_var is not None
     weight, bias = fuse_conv_bn_weights(
         conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
     )
@@ -159,7 +159,8 @@ class ImageTower:
         desc: str = "image features",
     ) -> np.ndarray:
         out = np.empty((len(images), self.dim), dtype=np.float32)
-        bar = tqdm(total=len(images), desc=desc, unit="img", disable=not (progress and len(images) >= PROGRESS_MIN_ITEMS))
+        show = progress and len(images) >= PROGRESS_MIN_ITEMS
+        bar = tqdm(total=len(images), desc=desc, unit="img", disable=not show)
         with self._lock, torch.inference_mode(), bar:
             for start, chunk in batched(images, batch_size):
                 x = torch.stack([preprocess_image(im, view) for im in chunk])
@@ -218,7 +219,8 @@ class TextTower:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Length-sorted batches waste less padding; masked mean pooling makes the order irrelevant.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not (progress and len(texts) >= PROGRESS_MIN_ITEMS))
+        show = progress and len(texts) >= PROGRESS_MIN_ITEMS
+        bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not show)
         with self._lock, torch.inference_mode(), bar:
             for _, idx in batched(order, batch_size):
                 enc = self.tokenizer(

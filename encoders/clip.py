@@ -20,12 +20,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from PIL import Image
-from tqdm.auto import tqdm
-
 from mmkg.encoders.backbones import MAX_THREADS, PROGRESS_MIN_ITEMS, batched, limit_threads
 from mmkg.encoders.base import Encoder, l2_normalize
 from mmkg.errors import ModelNotReadyError
+from PIL import Image
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +155,11 @@ class ClipEncoder(Encoder):
     def encode_images(self, images: Sequence[Image.Image], progress: bool = False) -> np.ndarray:
         out = np.zeros((len(images), self.dim), dtype=np.float32)
         show = progress and len(images) >= PROGRESS_MIN_ITEMS
-        with self._lock, torch.inference_mode(), tqdm(
-            total=len(images), desc="CLIP images", unit="img", disable=not show
-        ) as bar:
+        with (
+            self._lock,
+            torch.inference_mode(),
+            tqdm(total=len(images), desc="CLIP images", unit="img", disable=not show) as bar,
+        ):
             for start, chunk in batched(list(images), self.batch_size):
                 rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in chunk]
                 pixels = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
@@ -172,9 +173,11 @@ class ClipEncoder(Encoder):
             raise TypeError("encode_texts takes a list of strings, not one string")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         show = progress and len(texts) >= PROGRESS_MIN_ITEMS
-        with self._lock, torch.inference_mode(), tqdm(
-            total=len(texts), desc="CLIP texts", unit="text", disable=not show
-        ) as bar:
+        with (
+            self._lock,
+            torch.inference_mode(),
+            tqdm(total=len(texts), desc="CLIP texts", unit="text", disable=not show) as bar,
+        ):
             for start, chunk in batched(list(texts), self.batch_size):
                 enc = self.tokenizer(
                     list(chunk), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"

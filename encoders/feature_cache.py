@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import re
 import uuid
 import zipfile
@@ -22,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from mmkg.workspace import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -138,10 +136,7 @@ class FeatureCache:
         path = self.dir / f"chunk-{uuid.uuid4().hex}.npz"
         self._write(path, keys, feats)
         for f in old:
-            try:
-                os.unlink(f)
-            except FileNotFoundError:
-                pass
+            f.unlink(missing_ok=True)
         self._blocks = [feats]
         self._files = [path]
         self._index = {k: (0, i) for i, k in enumerate(keys)}

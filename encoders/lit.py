@@ -27,9 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch import nn
-
 from mmkg.encoders.backbones import (
     IMAGE_BACKBONE,
     IMAGE_FEATURE,
@@ -49,6 +46,8 @@ from mmkg.encoders.base import Encoder, l2_normalize
 from mmkg.errors import ModelNotReadyError
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_bytes, atomic_write_json
+from PIL import Image
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,9 @@ class ProjectionHead(nn.Module):
     stored as buffers). The linear skip keeps the head at least as good as a linear probe; the MLP
     adds the non-linear part.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int, depth: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
@@ -101,8 +103,16 @@ class ProjectionHead(nn.Module):
 class LitHeads(nn.Module):
     """The trainable part: an image head, a text head and the temperature of the contrastive loss."""
 
-    def __init__(self, image_dim: int, text_dim: int, embed_dim: int = 256, hidden: int = 1024,
-                 depth: int = 2, dropout: float = 0.1, init_temperature: float = 0.07) -> None:
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        embed_dim: int = 256,
+        hidden: int = 1024,
+        depth: int = 2,
+        dropout: float = 0.1,
+        init_temperature: float = 0.07,
+    ) -> None:
         super().__init__()
         self.image = ProjectionHead(image_dim, embed_dim, hidden, depth, dropout)
         self.text = ProjectionHead(text_dim, embed_dim, hidden, depth, dropout)

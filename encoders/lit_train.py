@@ -32,8 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
 from mmkg.encoders.backbones import (
     IMAGE_FEATURE,
     IMAGE_VIEWS,
@@ -50,6 +48,7 @@ from mmkg.evaluation.metrics import image_text_retrieval
 from mmkg.ingest.images import load_image, read_image_bytes, resolve_inside
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +272,6 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
     captions = [pairs.captions[i] for i in ok]
     flat = [c for caps in captions for c in caps]
     txt_feats = cached_text_features(flat, settings, progress=progress)
-    cap_image = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
     cap_start = np.concatenate([[0], np.cumsum([len(c) for c in captions])[:-1]]).astype(np.int64)
     cap_count = np.asarray([len(c) for c in captions], dtype=np.int64)
     t_features = time.perf_counter() - t_start
@@ -319,9 +317,7 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     view_t = {v: torch.from_numpy(img_feats[v]) for v in views}
     txt_t = torch.from_numpy(txt_feats)
-    ho_caps = (
-        np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in ho]) if ho.size else None
-    )
+    ho_caps = np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in ho]) if ho.size else None
     ho_text_image = np.repeat(np.arange(ho.size), cap_count[ho]) if ho.size else None
 
     heads.train()

@@ -134,11 +134,19 @@ def graph_mode_figures(
     image_ids: Sequence[str],
     text_ids: Sequence[str],
     caption_owner: Sequence[int] | np.ndarray,
-    captions: Sequence[str],
+    captions: Sequence[str] | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """`{"gnn": figures, "full": figures}` for a protocol graph (figures shaped like the `encoder` mode's)."""
+    """`{"gnn": figures, "full": figures}` for a protocol graph (figures shaped like the `encoder` mode's).
+
+    `image_ids`/`text_ids` are the store ids of the test images and captions, `caption_owner[t]` the
+    index in `image_ids` of caption t's image; `captions` (the caption strings, read from the store
+    when omitted) are what the query linker parses, as it would parse a typed query.
+    """
     owner = np.asarray(caption_owner, dtype=np.int64)
+    if captions is None:
+        nodes = store.get_nodes(list(text_ids))
+        captions = [str(nodes[t].props.get("text", "")) for t in text_ids]
     s = settings or Settings()
     inputs = ModeInputs.build(trained, store, vectors, image_ids, text_ids, captions, s.tag_top_k, s.tag_min_score)
     out: dict[str, Any] = {

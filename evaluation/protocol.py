@@ -78,7 +78,9 @@ def protocol_figures(t2i: np.ndarray, i2t: np.ndarray, caption_owner: np.ndarray
     return out
 
 
-def evaluate(data: Path, settings: Settings, limit: int | None = None, encoder: Encoder | None = None) -> dict[str, Any]:
+def evaluate(
+    data: Path, settings: Settings, limit: int | None = None, encoder: Encoder | None = None
+) -> dict[str, Any]:
     from mmkg.encoders.factory import create_encoder
 
     source = open_source(data, "flickr")

@@ -136,11 +136,11 @@ def build_hetero(
     rec_x = np.zeros((len(ids[Label.RECORD.value]), dim), dtype=np.float32)
     counts = np.zeros(len(rec_x), dtype=np.float32)
     for member in (Label.IMAGE.value, Label.TEXT.value):
-        b = buckets.get((Label.RECORD.value, Rel.HAS.value, member))
-        if b and b[0]:
-            src = np.asarray(b[0])
-            np.add.at(rec_x, src, data[member].x.numpy()[np.asarray(b[1])])
-            np.add.at(counts, src, 1.0)
+        has = buckets.get((Label.RECORD.value, Rel.HAS.value, member))
+        if has and has[0]:
+            rows = np.asarray(has[0])
+            np.add.at(rec_x, rows, data[member].x.numpy()[np.asarray(has[1])])
+            np.add.at(counts, rows, 1.0)
     rec_x /= np.maximum(counts, 1.0)[:, None]
     norms = np.linalg.norm(rec_x, axis=1, keepdims=True)
     rec_x = rec_x / np.maximum(norms, 1e-12)
@@ -168,7 +168,9 @@ def build_hetero(
 
 def _type_of(pos: dict[NodeType, dict[str, int]], node_id: str) -> NodeType | None:
     prefix = node_id[:4]
-    guess = {"img:": Label.IMAGE.value, "txt:": Label.TEXT.value, "ent:": Label.ENTITY.value, "rec:": Label.RECORD.value}
+    guess = {
+        "img:": Label.IMAGE.value, "txt:": Label.TEXT.value, "ent:": Label.ENTITY.value, "rec:": Label.RECORD.value
+    }
     nt = guess.get(prefix)
     if nt is not None and node_id in pos[nt]:
         return nt

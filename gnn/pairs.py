@@ -8,6 +8,7 @@ it is evaluated on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections.abc import Sequence
@@ -70,8 +71,39 @@ def read_pairs(data_dir: Path) -> tuple[str, list[Record]]:
     return source.name, records
 
 
-def split_train(records: Sequence[Record], tune_fraction: float, seed: int = 0) -> tuple[list[Record], list[Record]]:
-    """(fit, tune): a seeded split of the TRAINING records; the tune part picks epochs and fusion weights."""
+def encoder_holdout(encoder: Encoder, records: Sequence[Record]) -> list[int] | None:
+    """Indices of the records whose images the encoder's heads were NOT trained on, if it says so.
+
+    The `lit` trainer sets aside `holdout` training images chosen by hashing their file names with
+    its seed (`mmkg.encoders.lit_train._holdout_split`, reproduced here); tuning the GNN's fusion on
+    exactly those images means tuning on vectors that behave like unseen data, not on the heads'
+    own training pairs (whose similarities are inflated by fitting).
+    """
+    config = getattr(encoder, "config", None)
+    if not isinstance(config, dict):
+        return None
+    training = config.get("training") or {}
+    hp = training.get("hyperparams") or {}
+    n_holdout = int(training.get("holdout_images") or 0)
+    if n_holdout <= 0 or "seed" not in hp or str(training.get("data", "")) == "":
+        return None
+    keys = [r.images[0].name for r in records]
+    if int(training.get("images", -1)) != len(keys):
+        return None  # trained on another selection of images: the hashes would not line up
+    ranks = np.argsort([hashlib.sha256(f"{hp['seed']}:{k}".encode()).hexdigest() for k in keys], kind="stable")
+    return sorted(int(i) for i in ranks[:n_holdout])
+
+
+def split_train(
+    records: Sequence[Record], tune_fraction: float, seed: int = 0, tune_rows: Sequence[int] | None = None
+) -> tuple[list[Record], list[Record]]:
+    """(fit, tune): a split of the TRAINING records; the tune part picks epochs and fusion weights.
+
+    `tune_rows` (e.g. the encoder's own holdout) fixes the tune part; otherwise it is a seeded random
+    `tune_fraction` of the records."""
+    if tune_rows is not None:
+        chosen = set(tune_rows)
+        return [r for i, r in enumerate(records) if i not in chosen], [records[i] for i in sorted(chosen)]
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     n_tune = max(1, int(round(len(records) * tune_fraction))) if tune_fraction > 0 else 0

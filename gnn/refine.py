@@ -118,7 +118,8 @@ class RefinedGraph:
         model = trained.model
         model.eval()
         with torch.no_grad():
-            hs, out = model.states(graph.data.x_dict, graph.data.edge_index_dict)
+            rows = model.vocab_rows(graph.ids[ENTITY]) if model.memory is not None else None
+            hs, out = model.states(graph.data.x_dict, graph.data.edge_index_dict, rows)
         refined = {nt: np.ascontiguousarray(v.numpy(), dtype=np.float32) for nt, v in out.items()}
         # A node without an encoder vector (rare) keeps a zero refined vector rather than a guess.
         for nt, present in graph.has_vector.items():

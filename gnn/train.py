@@ -14,6 +14,8 @@ data is read.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -24,12 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmkg.encoders.base import Encoder
+from mmkg.errors import UserInputError
 from mmkg.gnn.data import GraphData, build_hetero
 from mmkg.gnn.model import GnnConfig, GraphRefiner
-from mmkg.gnn.pairs import PairGraph, ingest_pairs, read_pairs, split_train
+from mmkg.gnn.pairs import PairGraph, encoder_holdout, ingest_pairs, read_pairs, split_train
 from mmkg.gnn.refine import ENTITY, IMAGE, REV_DEPICTS, REV_MENTIONS, TEXT, RefinedGraph, TrainedGnn, gnn_dir
 from mmkg.gnn.sampler import HeteroNeighborSampler
 from mmkg.settings import Settings
+from mmkg.workspace import Workspace
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,23 @@ DEFAULTS: dict[str, Any] = {
     "lp_weight": 0.2,
     "lp_holdout": 0.3,
     "input_noise": 0.0,
+    "entity_memory": False,
+    "memory_min_degree": 3,
     "tune_fraction": 1 / 6,
     "seed": 0,
     "threads": 2,
+    "reuse_graphs": True,
+    "max_images": None,
+    "tune_on_encoder_holdout": True,
 }
+
+
+def _graph_cache(settings: Settings, data_dir: Path, encoder: Encoder, p: dict[str, Any]) -> Path:
+    key = hashlib.sha256(
+        json.dumps([str(Path(data_dir).resolve()), encoder.fingerprint, p["tune_fraction"], p["seed"],
+                    p["max_images"], p["tune_on_encoder_holdout"]]).encode()
+    ).hexdigest()[:16]
+    return Workspace(settings.home).cache_dir / "gnn-train" / key
 
 
 def r1(img: np.ndarray, txt: np.ndarray, owner: np.ndarray) -> tuple[float, float]:
@@ -77,14 +94,23 @@ class Trainer:
         self.tune_graph: GraphData | None = build_hetero(tune.store, tune.vectors) if tune else None
         torch.manual_seed(self.p["seed"])
         self.rng = np.random.default_rng(self.p["seed"])
+        vocab: list[str] = []
+        if self.p["entity_memory"]:
+            deg = np.zeros(self.graph.num_nodes(ENTITY), dtype=np.int64)
+            for et in (REV_MENTIONS, REV_DEPICTS):
+                np.add.at(deg, self.graph.data[et].edge_index[0].numpy(), 1)
+            vocab = [e for e, d in zip(self.graph.ids[ENTITY], deg, strict=True) if d >= self.p["memory_min_degree"]]
         cfg = GnnConfig(dim=self.graph.dim, hidden=self.p["hidden"], layers=self.p["layers"], conv=self.p["conv"],
-                        dropout=self.p["dropout"])
+                        dropout=self.p["dropout"], entity_vocab=vocab)
         self.model = GraphRefiner(cfg)
         self.lp_bias = torch.nn.Parameter(torch.tensor(-3.0))
         self.lp_scale = torch.nn.Parameter(torch.tensor(2.3))
         self.opt = torch.optim.AdamW(
-            [*self.model.parameters(), self.lp_bias, self.lp_scale], lr=self.p["lr"], weight_decay=self.p["weight_decay"]
+            [*self.model.parameters(), self.lp_bias, self.lp_scale],
+            lr=self.p["lr"],
+            weight_decay=self.p["weight_decay"],
         )
+        self.entity_rows = self.model.vocab_rows(self.graph.ids[ENTITY]) if vocab else None
         self.sampler = HeteroNeighborSampler(self.graph.data, self.p["fanouts"], seed=self.p["seed"])
         self.img_rows = np.asarray(self.graph.rows(IMAGE, fit.image_ids))
         self.txt_rows = np.asarray(self.graph.rows(TEXT, fit.text_ids))
@@ -113,7 +139,8 @@ class Trainer:
         x = dict(data.x_dict)
         if self.p["input_noise"] > 0:
             x = {k: F.normalize(v + self.p["input_noise"] * torch.randn_like(v), dim=-1) for k, v in x.items()}
-        out = self.model(x, ei)
+        rows = self.entity_rows[batch.n_id[ENTITY]] if self.entity_rows is not None else None
+        out = self.model(x, ei, rows)
         loss_c = _clip_loss(out[IMAGE][:n], out[TEXT][:n], self.model.logit_scale)
         loss_lp = torch.zeros(())
         n_ent = out[ENTITY].shape[0] if ENTITY in out else 0
@@ -195,13 +222,22 @@ def train_gnn(
     from mmkg.retrieval.fusion import tune_fusion
 
     p = {**DEFAULTS, **params}
+    unknown = set(p) - set(DEFAULTS)
+    if unknown:
+        raise UserInputError(f"unknown GNN training option(s): {', '.join(sorted(unknown))}")
     torch.set_num_threads(int(p["threads"]))
     started = time.perf_counter()
     name, records = read_pairs(Path(data_dir))
-    fit_records, tune_records = split_train(records, p["tune_fraction"], p["seed"])
+    if p["max_images"]:
+        records = records[: int(p["max_images"])]
+    holdout = encoder_holdout(encoder, records) if p["tune_on_encoder_holdout"] else None
+    fit_records, tune_records = split_train(records, p["tune_fraction"], p["seed"], holdout)
     with tempfile.TemporaryDirectory(prefix="mmkg-gnn-") as tmp:
-        fit = ingest_pairs(fit_records, name, Path(tmp) / "fit", settings, encoder, progress)
-        tune = ingest_pairs(tune_records, name, Path(tmp) / "tune", settings, encoder, progress) if tune_records else None
+        # The ingested training graphs are kept in the workspace cache (keyed by data, split and
+        # encoder), so training again (other hyperparameters) does not re-encode the collection.
+        base = _graph_cache(settings, data_dir, encoder, p) if p["reuse_graphs"] else Path(tmp)
+        fit = ingest_pairs(fit_records, name, base / "fit", settings, encoder, progress)
+        tune = ingest_pairs(tune_records, name, base / "tune", settings, encoder, progress) if tune_records else None
         try:
             t_ingest = time.perf_counter() - started
             trainer = Trainer(fit, tune, p)
@@ -216,8 +252,9 @@ def train_gnn(
                 "fit_images": len(fit.image_ids),
                 "fit_captions": len(fit.text_ids),
                 "tune_images": len(tune.image_ids) if tune else 0,
+                "tune_split": "encoder holdout" if holdout is not None else f"random {p['tune_fraction']:.3f}",
                 "graph_nodes": {nt: trainer.graph.num_nodes(nt) for nt in trainer.graph.ids},
-                "params": {k: v for k, v in p.items() if k != "threads"},
+                "params": {k: v for k, v in p.items() if k not in ("threads", "reuse_graphs")},
                 "history": history,
                 "fusion": fusion,
                 "seconds_ingest": round(t_ingest, 1),

@@ -133,7 +133,7 @@ class MemoryGraphStore(GraphStore):
         self.read_only = read_only
         self.compact_min_bytes = compact_min_bytes
         self._g = nx.DiGraph()
-        # Hot paths use the adjacency dicts directly: node -> neighbour -> {Rel: props}, the same
+        # Hot paths use the adjacency dicts directly: node -> neighbour -> {type: props}, the same
         # dict shared by both directions, so an ordered pair holds each edge type at most once.
         # Edge types are keyed by their string value (see _REL).
         self._succ: dict[str, dict[str, dict[str, Props]]] = self._g._succ
@@ -398,7 +398,8 @@ class MemoryGraphStore(GraphStore):
 
     @property
     def graph(self) -> nx.DiGraph:
-        """The live networkx graph (read it, never write it): node attrs `label`, `props`; edge data {Rel: props}."""
+        """The live networkx graph, to read, never write: node attrs `label` (a Label) and `props`;
+        edge data maps each edge type's name (a str, e.g. "DEPICTS") to that edge's props."""
         return self._g
 
     # ------------------------------------------------------------------ internals: graph

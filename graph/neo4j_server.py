@@ -34,6 +34,7 @@ DEFAULT_URI = "bolt://127.0.0.1:7687"
 PASSWORD_ENV = "MMKG_NEO4J_LAUNCHER_PASSWORD"  # how the launcher receives the password (never on argv)
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
+READY_LINE = b"mmkg-neo4j: ready"
 
 # JVM sizing for a small shared box; override with MMKG_NEO4J_HEAP / MMKG_NEO4J_PAGECACHE.
 DEFAULT_HEAP = "1g"
@@ -344,7 +345,9 @@ def start(
                 f"the Neo4j server exited with code {rc} while starting: {_tail_from(out_log, offset, lines=1)}"
                 f" (log: {out_log})"
             )
-        if _bolt_answers(uri, user, password, timeout=2.0):
+        # The launcher says "ready" once the password is in place (on a restart Bolt opens a moment
+        # before that, when an old password would still be accepted), then Bolt must answer to ours.
+        if _launcher_ready(out_log, offset) and _bolt_answers(uri, user, password, timeout=2.0):
             log.info("Neo4j is answering on %s after %.0f s", uri, time.monotonic() - t0)
             return _info(state, pw_file)
         now = time.monotonic()
@@ -358,6 +361,15 @@ def start(
             log.info("waiting for Neo4j on %s (%.0f s so far)", uri, now - t0)
             next_note = now + 10
         time.sleep(0.5)
+
+
+def _launcher_ready(path: Path, offset: int) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return READY_LINE in fh.read()
+    except OSError:
+        return False
 
 
 def _tail_from(path: Path, offset: int, lines: int = 3) -> str:

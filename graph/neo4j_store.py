@@ -44,6 +44,7 @@ JSON_PREFIX = "__json__"
 _SCALARS = (str, int, float, bool)
 _INT64 = (-(2**63), 2**63 - 1)
 _PAGE = 2000
+_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
 _ALL = 2**31 - 1  # "no cap" for list slices in Cypher (which take 32-bit bounds)
 
 T = TypeVar("T")
@@ -180,6 +181,9 @@ class Neo4jGraphStore(GraphStore):
         self.database = database
         self.batch_size = batch_size
         self._closed = False
+        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+        if scheme not in _SCHEMES:
+            raise StoreUnavailableError(f"invalid Neo4j URI {uri!r}: use bolt://host:port or neo4j://host:port")
         try:
             self._driver: Driver = GraphDatabase.driver(
                 uri,

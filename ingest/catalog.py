@@ -39,16 +39,18 @@ class CatalogSource:
         """`path` is the CSV or a folder holding exactly one; the mapping is checked against the header now."""
         csv_path = _find_csv(path)
         header = read_header(csv_path)
-        if isinstance(mapping, Path):
-            mapping = Mapping.load(mapping)
-        if mapping is None:
-            sample = [r.values for r in islice((r for r in iter_rows(csv_path) if isinstance(r, Row)), INFER_SAMPLE_ROWS)]
-            mapping = infer_mapping(header, sample, file=csv_path.name)
-            log.info("inferred mapping for %s: %s", csv_path.name, mapping.to_dict())
-        missing = mapping.missing(header)
+        if isinstance(mapping, Mapping):
+            chosen = mapping
+        elif mapping is not None:
+            chosen = Mapping.load(Path(mapping))
+        else:
+            rows = (r.values for r in iter_rows(csv_path) if isinstance(r, Row))
+            chosen = infer_mapping(header, list(islice(rows, INFER_SAMPLE_ROWS)), file=csv_path.name)
+            log.info("inferred mapping for %s: %s", csv_path.name, chosen.to_dict())
+        missing = chosen.missing(header)
         if missing:
             raise missing_columns_error(csv_path, missing, header, "mapping")
-        return cls(csv_path=csv_path, mapping=mapping, name=name)
+        return cls(csv_path=csv_path, mapping=chosen, name=name)
 
     def __len__(self) -> int:
         if self._count is None:
@@ -65,8 +67,8 @@ class CatalogSource:
                 continue
             item = f"{self.csv_path.name}:{row.line}"
             values = row.values
-            images = [p.strip() for c in m.images if not m.is_null(values[c]) for p in _split(values[c], m.image_separator)]
-            images = [p for p in images if p]
+            cells = [values[c] for c in m.images if not m.is_null(values[c])]
+            images = [p.strip() for cell in cells for p in _split(cell, m.image_separator) if p.strip()]
             if not images:
                 yield Skip(item, f"no image path in column {', '.join(m.images)}")
                 continue

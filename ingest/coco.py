@@ -64,7 +64,9 @@ class CocoSource:
             split = captions_file.stem.removeprefix("captions_")
             yield from self._split_records(root, split, captions_file, seen)
 
-    def _split_records(self, root: Path, split: str, captions_file: Path, seen: dict[str, str]) -> Iterator[Record | Skip]:
+    def _split_records(
+        self, root: Path, split: str, captions_file: Path, seen: dict[str, str]
+    ) -> Iterator[Record | Skip]:
         data = _load(captions_file)
         if isinstance(data, Skip):
             yield data
@@ -74,7 +76,7 @@ class CocoSource:
         captions: dict[Any, list[str]] = defaultdict(list)
         for n, ann in enumerate(_list(data, "annotations")):
             if not (isinstance(ann, dict) and isinstance(ann.get("caption"), str) and "image_id" in ann):
-                yield Skip(f"{captions_file.name}:annotations[{n}]", "caption annotation without image_id or caption text")
+                yield Skip(f"{captions_file.name}:annotations[{n}]", "caption annotation without image_id or text")
                 continue
             captions[ann["image_id"]].append(ann["caption"])
         categories, skips = _categories(self.root / "annotations" / f"instances_{split}.json")
@@ -133,8 +135,8 @@ def _categories(path: Path) -> tuple[dict[Any, list[tuple[str, str]]], list[Skip
             by_image[ann["image_id"]][names[ann["category_id"]]] = None
         else:
             unknown += 1
-    skips = [Skip(path.name, f"{unknown} instance annotation(s) without a known category or image_id")] if unknown else []
-    return {image: list(cats) for image, cats in by_image.items()}, skips
+    reason = f"{unknown} instance annotation(s) without a known category or image_id"
+    return {image: list(cats) for image, cats in by_image.items()}, [Skip(path.name, reason)] if unknown else []
 
 
 def _list(data: dict[str, Any], key: str) -> list[Any]:

@@ -21,8 +21,10 @@ from mmkg.graph.ids import normalize_name
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT_CHARS = 20_000
-"""Longer texts are cut before parsing: entities past this point add little, parse time grows with length."""
+MAX_TEXT_CHARS = 2_000
+"""Longer texts are cut (at a space) before parsing. Prose gives about one entity per 25 characters,
+so by then a text has given its MAX_ENTITIES_PER_TEXT; parse time grows with length (MedPix
+discussions run to 10,000 characters, and parsing them whole made spaCy the slowest ingest step)."""
 MAX_ENTITIES_PER_TEXT = 64
 MAX_NAME_WORDS = 4
 """A noun chunk keeps its head and the modifiers nearest to it: `palm tree kids boy solid beige trousers`
@@ -54,6 +56,7 @@ _PLURAL_ONLY = {
 }  # fmt: skip
 """The lemmatizer would turn these into other words (`sunglasses` -> `sunglass`): keep them as written."""
 _LETTER = re.compile(r"[^\W\d_]")
+_EDGE_PUNCT = "\"'`.,;:!?()[]{}<>/\\|*_~^#@$%+=&…“”‘’«»"
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,9 @@ def _prepare(text: str) -> tuple[str, bool]:
     proper nouns; "" if there is nothing to find."""
     if not isinstance(text, str) or not _LETTER.search(text):
         return "", True
-    text = text[:MAX_TEXT_CHARS]
+    if len(text) > MAX_TEXT_CHARS:
+        cut = text.rfind(" ", 0, MAX_TEXT_CHARS)
+        text = text[: cut if cut > 0 else MAX_TEXT_CHARS]
     words = [w for w in text.split() if w[:1].isalpha()]
     if len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.8 * len(words) and len(text) < 300:
         return text.lower(), False
@@ -196,7 +201,7 @@ def _trim(tokens: list[Any]) -> list[Any]:
 
 def _keep(token: Any) -> bool:
     """A content word in Latin script: no determiners, pronouns, numbers, punctuation, emoji."""
-    text = token.text
+    text = _clean(token.text)
     if token.pos_ in _DROP_POS or token.like_num or token.is_punct or len(text) > MAX_TOKEN_CHARS:
         return False
     letters = _LETTER.findall(text)
@@ -217,6 +222,11 @@ def _is_infix_hyphen(token: Any) -> bool:
     )
 
 
+def _clean(word: str) -> str:
+    """A token without punctuation at its edges: `r.` -> `r`, `"dog` -> `dog`."""
+    return word if word == "-" else word.strip(_EDGE_PUNCT)
+
+
 def _latin(ch: str) -> bool:
     code = ord(ch)
     return code < 0x250 or 0x1E00 <= code < 0x1F00
@@ -229,9 +239,9 @@ def _name(tokens: list[Any], lemma_head: bool = False) -> str:
         return ""
     parts: list[str] = []
     for n, token in enumerate(tokens):
-        word = token.text
+        word = _clean(token.text)
         if lemma_head and n == len(tokens) - 1 and token.pos_ == "NOUN" and word.lower() not in _PLURAL_ONLY:
-            word = token.lemma_ if _LETTER.search(token.lemma_) else word
+            word = _clean(token.lemma_) if _LETTER.search(token.lemma_) else word
         glued = n > 0 and tokens[n - 1].i == token.i - 1 and not tokens[n - 1].whitespace_
         parts.append(word if glued or n == 0 else " " + word)
     name = normalize_name("".join(parts))

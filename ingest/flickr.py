@@ -41,7 +41,8 @@ class FlickrSource:
     def open(cls, path: Path, name: str = "") -> FlickrSource:
         """`path` is the folder or its captions file."""
         root = path.parent if path.is_file() else path
-        captions = path if path.is_file() else next((root / n for n in (JSONL_NAME, CSV_NAME) if (root / n).is_file()), None)
+        candidates = [path] if path.is_file() else [root / n for n in (JSONL_NAME, CSV_NAME) if (root / n).is_file()]
+        captions = candidates[0] if candidates else None
         if captions is None:
             raise UserInputError(f"{root} has neither {JSONL_NAME} nor {CSV_NAME}")
         if captions.suffix.lower() == ".csv":
@@ -82,7 +83,11 @@ class FlickrSource:
 
     def _jsonl_records(self) -> Iterator[Record | Skip]:
         seen: dict[str, str] = {}
-        with self.captions_file.open("rb") as f:
+        try:
+            f = self.captions_file.open("rb")
+        except OSError as exc:
+            raise UserInputError(f"cannot read {self.captions_file}: {exc.strerror or exc}") from exc
+        with f:
             for number, raw in enumerate(f, 1):
                 item = f"{self.captions_file.name}:{number}"
                 parsed = _parse_line(raw, number)

@@ -3,8 +3,8 @@
 A case holds all its images (`TAC` = CT, `MRI` lists, then any image whose description names the case
 but no list does), each at `images/<image>.jpg`. Texts: each image's caption (tied to that image),
 the case's diagnosis, title, history, findings, differential diagnosis and discussion, and the
-topic's title and discussion; a text that repeats an earlier one word for word is dropped. Placeholders (`N/A`, `Noncontributory`, `see
-factoid`) are dropped. Attributes, normalised so that cases share them:
+topic's title and discussion; a text repeating an earlier one word for word is dropped, and so are
+placeholders (`N/A`, `Noncontributory`, `see factoid`). Attributes, normalised so that cases share them:
 `modality:ct|mr`, `protocol:t2 weighted`, `plane:axial`, `location:brain and neuro`,
 `region:head`, `sex:female`, `diagnosis:...` (short names only), `topic:...`, `category:trauma`,
 `acr:1.3`. Age and per-image details go to `meta`.
@@ -110,8 +110,8 @@ class MedpixSource:
             return
         index = {p: n for n, p in enumerate(paths)}
         descs = [(index[p], by_image.get(i, {})) for i in images if (p := _resolved(root, i)) in index]
-        body = case.get("Case") if isinstance(case.get("Case"), dict) else {}
-        topic = case.get("Topic") if isinstance(case.get("Topic"), dict) else {}
+        body = _dict(case.get("Case"))
+        topic = _dict(case.get("Topic"))
 
         texts: list[TextField] = []
         for n, desc in descs:
@@ -219,9 +219,12 @@ def _load_list(path: Path) -> list[Any]:
     return data
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _sub(desc: dict[str, Any]) -> dict[str, Any]:
-    sub = desc.get("Description")
-    return sub if isinstance(sub, dict) else {}
+    return _dict(desc.get("Description"))
 
 
 def _str(value: Any) -> bool:

@@ -69,8 +69,15 @@ class IngestReport:
 class _Prepared:
     rid: str
     record: Record
-    images: list[tuple[str, Image.Image, Path, tuple[int, int]]]
-    texts: list[tuple[str, str, str]]  # (id, kind, text)
+    images: dict[int, tuple[str, Image.Image, Path, tuple[int, int]]]
+    """Readable images by their position in `record.images`: (id, image, path, original size)."""
+    texts: list[tuple[str, str, str, int | None]]
+    """(id, kind, text, position of the one image it describes or None for all of them)."""
+
+    def described(self, position: int | None) -> list[str]:
+        if position is None:
+            return [iid for iid, *_ in self.images.values()]
+        return [self.images[position][0]] if position in self.images else []
 
 
 class Ingestor:
@@ -129,8 +136,8 @@ class Ingestor:
             return
 
         text_rows = [t for p in prepared for t in p.texts]
-        text_entities = extract_entities([text for _, _, text in text_rows])
-        entities_of_text = {tid: ents for (tid, _, _), ents in zip(text_rows, text_entities, strict=True)}
+        text_entities = extract_entities([text for _, _, text, _ in text_rows])
+        entities_of_text = {row[0]: ents for row, ents in zip(text_rows, text_entities, strict=True)}
 
         nodes: dict[str, Node] = {}
         edges: list[Edge] = []
@@ -139,13 +146,13 @@ class Ingestor:
         for p in prepared:
             attrs = attribute_entities(p.record.attributes)
             mentioned: list[str] = []
-            for iid, _, path, (w, h) in p.images:
+            for iid, _, path, (w, h) in p.images.values():
                 nodes[iid] = Node(iid, Label.IMAGE, {"path": str(path), "width": w, "height": h, "record": p.rid})
                 edges.append(Edge(p.rid, iid, Rel.HAS))
-            for tid, kind, text in p.texts:
+            for tid, kind, text, position in p.texts:
                 nodes[tid] = Node(tid, Label.TEXT, {"text": text, "kind": kind, "record": p.rid})
                 edges.append(Edge(p.rid, tid, Rel.HAS))
-                for iid, *_ in p.images:
+                for iid in p.described(position):
                     edges.append(Edge(tid, iid, Rel.DESCRIBES))
                 for ent in entities_of_text[tid]:
                     eid = ids.entity_id(ent.name)
@@ -156,7 +163,7 @@ class Ingestor:
                 eid = ids.entity_id(ent.name)
                 entity_names[eid] = ent
                 if p.images:
-                    for iid, *_ in p.images:
+                    for iid, *_ in p.images.values():
                         edges.append(Edge(iid, eid, Rel.DEPICTS, {"score": 1.0, "source": "attribute"}))
                 else:
                     for tid, *_ in p.texts:
@@ -180,7 +187,7 @@ class Ingestor:
         self.store.upsert_nodes(list(nodes.values()))
         self.store.upsert_edges(edges)
         report.new_images += self._add_image_vectors(prepared)
-        report.new_texts += self._add_vectors(self.vectors.texts, {tid: text for tid, _, text in text_rows})
+        report.new_texts += self._add_vectors(self.vectors.texts, {row[0]: row[2] for row in text_rows})
         report.new_entities += self._add_vectors(
             self.vectors.entities, {eid: entity_text(ent) for eid, ent in entity_names.items()}
         )
@@ -192,8 +199,8 @@ class Ingestor:
         report.ingested += len(prepared)
 
     def _prepare(self, rid: str, record: Record, report: IngestReport) -> _Prepared | None:
-        images: list[tuple[str, Image.Image, Path, tuple[int, int]]] = []
-        for path in record.images:
+        images: dict[int, tuple[str, Image.Image, Path, tuple[int, int]]] = {}
+        for position, path in enumerate(record.images):
             try:
                 img, data = load_image(path, self.settings.max_image_bytes, self.settings.max_image_pixels)
             except BadImageError as exc:
@@ -201,12 +208,12 @@ class Ingestor:
                 continue
             size = img.size
             img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-            images.append((ids.image_id(data), img, path, size))
-        texts: list[tuple[str, str, str]] = []
+            images[position] = (ids.image_id(data), img, path, size)
+        texts: list[tuple[str, str, str, int | None]] = []
         for field_ in record.texts:
             text = field_.text.strip()
             if text:
-                texts.append((ids.text_id(rid, field_.kind, text), field_.kind, text))
+                texts.append((ids.text_id(rid, field_.kind, text), field_.kind, text, field_.image))
         if record.images and not images and not texts:
             report.skipped.append(Skip(record.id, "record has no readable image and no text"))
             return None
@@ -218,7 +225,7 @@ class Ingestor:
     def _add_image_vectors(self, prepared: Sequence[_Prepared]) -> int:
         new: dict[str, Image.Image] = {}
         for p in prepared:
-            for iid, img, *_ in p.images:
+            for iid, img, *_ in p.images.values():
                 if iid not in self.vectors.images and iid not in new:
                     new[iid] = img
         if not new:

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from mmkg.errors import UserInputError
 from mmkg.ingest.images import check_image_paths
 from mmkg.ingest.records import Record, Skip
 
@@ -59,7 +60,10 @@ def usable_images(item: str, root: Path, relatives: Sequence[str]) -> tuple[tupl
 def count_lines(path: Path) -> int:
     """Newlines in a file, read in blocks: a cheap progress-bar total for line-based formats."""
     count = 0
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            count += block.count(b"\n")
+    try:
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                count += block.count(b"\n")
+    except OSError as exc:
+        raise UserInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     return count

@@ -18,11 +18,12 @@ neither). Loading checks sizes, the id list's checksum and the row counts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ MANIFEST = "manifest.json"
 _FORMAT = "mmkg-faiss-index"
 _VERSION = 1
 _REBUILD_DEAD_FRACTION = 0.25
+_SMALL_BATCH = 32  # queries per search below which one thread is used
 
 _threads_set = False
 _faiss: Any = faiss  # the bundled type stubs lack the search-parameter classes
@@ -59,6 +61,18 @@ def configure_threads() -> int:
         faiss.omp_set_num_threads(n)
         _threads_set = True
     return n
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """A few queries run faster on one thread: an OpenMP team costs more than it saves, and on a
+    busy machine (cores shared with other processes) its barriers made single queries ~100x slower."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _fsync_path(path: Path) -> None:
@@ -84,7 +98,7 @@ class FaissIndex(VectorIndex):
         folder: Path | None = None,
         *,
         hnsw_m: int = 32,
-        ef_construction: int = 200,
+        ef_construction: int = 100,
         ef_search: int = 128,
     ) -> None:
         if dim < 1:
@@ -112,7 +126,7 @@ class FaissIndex(VectorIndex):
         exact_max: int = 100_000,
         *,
         hnsw_m: int = 32,
-        ef_construction: int = 200,
+        ef_construction: int = 100,
         ef_search: int = 128,
     ) -> FaissIndex:
         """The index saved in `folder`, or a new empty one that will be saved there."""
@@ -162,7 +176,8 @@ class FaissIndex(VectorIndex):
         k = min(int(k), len(self._pos))
         if k < 1:
             return [[] for _ in range(len(q))]
-        scores, rows = self._index.search(q, k, params=self._search_params(k))
+        with _one_thread() if len(q) < _SMALL_BATCH else contextlib.nullcontext():
+            scores, rows = self._index.search(q, k, params=self._search_params(k))
         out: list[list[tuple[str, float]]] = []
         for score_row, label_row in zip(scores, rows, strict=True):
             hits = []

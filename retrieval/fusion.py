@@ -47,6 +47,8 @@ class FusionParams:
     hops: int = 2
     beam: int = 256
     decay: float = 0.5
+    max_reached: int = 300
+    """At most this many targets reached by the walk (the heaviest) join the seeds as candidates."""
 
     def to_json(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -56,7 +58,9 @@ class FusionParams:
         if not obj:
             return cls()
         fields = cls.__dataclass_fields__
-        vals = {k: (int(v) if fields[k].type in ("int", int) else float(v)) for k, v in obj.items() if k in fields}
+        vals: dict[str, Any] = {
+            k: (int(v) if fields[k].type in ("int", int) else float(v)) for k, v in obj.items() if k in fields
+        }
         return cls(**vals)
 
 
@@ -124,6 +128,9 @@ def fuse(
         start = start_matrix(graph, seed_rows, seed_scores, entities, params)
         mass = graph.expand(start, hops=params.hops, beam=params.beam, decay=params.decay).mass
         g = mass[:, target_rows].toarray() if len(target_rows) else np.zeros((n_q, 0))
+        if params.max_reached < n_t:
+            cut = -np.partition(-g, params.max_reached - 1, axis=1)[:, params.max_reached - 1 : params.max_reached]
+            g = np.where(g >= np.maximum(cut, 1e-30), g, 0.0)
         top = g.max(axis=1, keepdims=True)
         g = np.where(top > 0, g / np.maximum(top, 1e-12), 0.0)
         fused = fused + params.w_graph * g

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -168,7 +168,9 @@ def graph_index_from_data(data: GraphData, max_fanout: int = 64) -> GraphIndex:
         ew = data.data[et].edge_weight.numpy()
         a, b = ei[0] + offset[s], ei[1] + offset[d]
         if r == "CO_OCCURS":  # stored in both directions already
-            src.append(a), dst.append(b), w.append(ew)
+            src.append(a)
+            dst.append(b)
+            w.append(ew)
         else:
             src += [a, b]
             dst += [b, a]
@@ -269,7 +271,7 @@ class GraphRetriever(DenseRetriever):
         self.state = state or open_state(
             settings, store, vectors, encoder, self.trained if mode != "encoder" else None, cache
         )
-        self._faiss: dict[tuple[str, bool], faiss.Index] = {}
+        self.ranker = GraphRanker(self.state, self.trained, mode, settings.exact_index_max)
 
     # --- public API -----------------------------------------------------------------------
 
@@ -282,7 +284,8 @@ class GraphRetriever(DenseRetriever):
         if not self.state.ids[nt]:
             raise UserInputError("the workspace holds no vectors yet: run `mmkg ingest PATH` first")
         q_enc, entities, q_ref = self._prepare(query)
-        ranked, seeds = self._rank(q_enc, q_ref, entities, nt, k, where, _kind(query))
+        ranked, seeds = self.ranker.rank(q_enc, q_ref, [(e.id, e.score) for e in entities], nt, k, where,
+                                         _kind(query))
         ctx = QueryContext.build(self.store, query.label, entities, seeds)
         hits = self.hits(query, ranked, entities)
         dense = dict(seeds)
@@ -302,12 +305,14 @@ class GraphRetriever(DenseRetriever):
         q = q_ref if q_ref is not None else q_enc
         vecs = self.state.refined_vecs[nt] if q_ref is not None else self.state.encoder_vecs[nt]
         row = self.state.pos[nt][result_id]
-        _, seeds = self._rank(q_enc, q_ref, entities, nt, 3, None, _kind(query))
+        _, seeds = self.ranker.rank(q_enc, q_ref, [(e.id, e.score) for e in entities], nt, 3, None, _kind(query))
         ctx = QueryContext.build(self.store, query.label, entities, seeds)
         return explain_node(self.store, ctx, node, float(vecs[row] @ q), max_paths=5)
 
     def refine_query(self, query: Query) -> np.ndarray:
-        return self._prepare(query)[2] if self.mode != "encoder" else self.encode(query)
+        """The vector this retriever matches `query` with (refined, or the encoder's in encoder mode)."""
+        q_enc, _, q_ref = self._prepare(query)
+        return q_ref if q_ref is not None else q_enc
 
     # --- internals ------------------------------------------------------------------------
 
@@ -320,23 +325,44 @@ class GraphRetriever(DenseRetriever):
     def _prepare(self, query: Query) -> tuple[np.ndarray, list[QueryEntity], np.ndarray | None]:
         q_enc = self.encode(query)
         entities = self.query_entities(query, q_enc)
-        if self.mode == "encoder" or self.trained is None:
-            return q_enc, entities, None
-        q_ref = refine_attached_queries(
-            self.trained.model,
-            self.state.states,
-            self.state.pos[ENTITY],
-            q_enc[None],
-            _kind(query),
-            [[e.id for e in entities]],
-        )[0]
+        q_ref = self.ranker.refine(q_enc, _kind(query), [e.id for e in entities])
         return q_enc, entities, q_ref
+
+    def filter_rows(self, nt: str, where: Mapping[str, str]) -> np.ndarray:
+        return self.ranker.filter_rows(nt, where)
+
+
+class GraphRanker:
+    """The store-free core of graph retrieval: query refinement, seeds, expansion, fusion, filters."""
+
+    def __init__(
+        self, state: GraphState, trained: TrainedGnn | None, mode: Mode = "full", exact_max: int = 100_000
+    ) -> None:
+        self.state = state
+        self.exact_max = exact_max
+        self.trained = trained
+        self.mode = mode
+        self._faiss: dict[tuple[str, bool], faiss.Index] = {}
+
+    def refine(self, q_enc: np.ndarray, kind: str, entity_ids: Sequence[str]) -> np.ndarray | None:
+        """The query's refined vector (None in encoder mode): attached to its entities, refined inductively."""
+        if self.mode == "encoder" or self.trained is None:
+            return None
+        return refine_attached_queries(
+            self.trained.model, self.state.states, self.state.pos[ENTITY], q_enc[None], kind, [list(entity_ids)]
+        )[0]
 
     def _index(self, nt: str, refined: bool) -> faiss.Index:
         key = (nt, refined)
         if key not in self._faiss:
             vecs = (self.state.refined_vecs if refined else self.state.encoder_vecs)[nt]
-            index = faiss.IndexFlatIP(vecs.shape[1])
+            index: faiss.Index
+            if len(vecs) <= self.exact_max:
+                index = faiss.IndexFlatIP(vecs.shape[1])
+            else:  # the same rule as the workspace's own indexes: exact up to a size, then HNSW
+                hnsw = faiss.IndexHNSWFlat(vecs.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+                hnsw.hnsw.efSearch = 128
+                index = hnsw
             index.add(np.ascontiguousarray(vecs, dtype=np.float32))
             self._faiss[key] = index
         return self._faiss[key]
@@ -363,17 +389,20 @@ class GraphRetriever(DenseRetriever):
         keys = sorted({e[4:].split(":", 1)[0] for e in self.state.ids[ENTITY] if ":" in e[4:]})
         return f" (known keys: {', '.join(keys[:20])}, or entity=NAME)" if keys else " (try entity=NAME)"
 
-    def _rank(
+    def rank(
         self,
         q_enc: np.ndarray,
         q_ref: np.ndarray | None,
-        entities: list[QueryEntity],
+        entities: Sequence[tuple[str, float]],
         nt: str,
         k: int,
         where: Mapping[str, str] | None,
         kind: str,
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-        """(ranked (id, score) top-k, seeds (id, dense score)) for one query."""
+        """(ranked (id, score) top-k, seeds (id, dense score)) for one query.
+
+        `q_ref` is None in encoder mode; `entities` are the query's (entity id, link score) pairs,
+        `kind` the query modality (`text` or `image`) whose tuned fusion weights apply."""
         use_ref = q_ref is not None
         q = q_ref if q_ref is not None else q_enc
         vecs = self.state.refined_vecs[nt] if use_ref else self.state.encoder_vecs[nt]
@@ -404,7 +433,7 @@ class GraphRetriever(DenseRetriever):
         # Full: expansion from the seeds and the query's entities over the walk matrix.
         graph = self.state.graph
         offset = 0 if nt == IMAGE else len(self.state.ids[IMAGE])
-        ents = [[(e.id, e.score) for e in entities]]
+        ents = [list(entities)]
         from mmkg.retrieval.fusion import start_matrix
 
         start = start_matrix(graph, (seed_rows + offset)[None], seed_sims[None], ents, params)
@@ -418,6 +447,10 @@ class GraphRetriever(DenseRetriever):
             if allowed is not None:
                 ok = np.isin(reached, allowed)
                 reached, g_vals = reached[ok], g_vals[ok]
+            if len(reached) > params.max_reached:
+                cut = -np.partition(-g_vals, params.max_reached - 1)[params.max_reached - 1]
+                keep = g_vals >= max(cut, 1e-30)
+                reached, g_vals = reached[keep], g_vals[keep]
         cand_rows = np.union1d(seed_rows, reached)
         g = np.zeros(len(cand_rows), np.float32)
         if len(reached):

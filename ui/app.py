@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
-
 from mmkg.errors import MmkgError
 from mmkg.retrieval.search import Hit, Query, Step
 from mmkg.settings import Settings
@@ -34,7 +33,11 @@ OPENED = "_mmkg_opened"
 # --- the shared backend --------------------------------------------------------------------
 
 
-@st.cache_resource(max_entries=1, show_spinner="Opening the workspace…")
+def _release(backend: Backend) -> None:
+    backend.close()
+
+
+@st.cache_resource(max_entries=1, show_spinner="Opening the workspace…", on_release=_release)
 def _shared_backend(_settings: Settings, key: str) -> Backend:
     return Backend(_settings)
 
@@ -48,8 +51,7 @@ def _workspace_version(settings: Settings) -> str:
 
 
 def shared_backend(settings: Settings) -> Backend:
-    reload = st.session_state.get("_mmkg_reload", 0)
-    return _shared_backend(settings, f"{settings!r}|{_workspace_version(settings)}|{reload}")
+    return _shared_backend(settings, f"{settings!r}|{_workspace_version(settings)}")
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
@@ -136,8 +138,9 @@ def render_sidebar(settings: Settings, backend: Backend) -> logic.SearchRequest 
             key="target",
             bind="query-params",
         )
-        k = st.number_input("Results (k)", min_value=1, max_value=logic.MAX_K, value=logic.DEFAULT_K, key="k",
-                            bind="query-params")
+        k = st.number_input(
+            "Results (k)", min_value=1, max_value=logic.MAX_K, value=logic.DEFAULT_K, key="k", bind="query-params"
+        )
         modes = backend.modes()
         mode = modes[0]
         if len(modes) > 1:
@@ -152,8 +155,8 @@ def render_sidebar(settings: Settings, backend: Backend) -> logic.SearchRequest 
         st.divider()
         st.caption(f"**Store:** {logic.inline_code(backend.describe_store())}")
         st.caption(f"**Workspace:** {logic.inline_code(str(backend.home))}")
-        if st.button("Reload workspace", help="Reopen the store and indexes (after an ingest)."):
-            st.session_state["_mmkg_reload"] = st.session_state.get("_mmkg_reload", 0) + 1
+        if st.button("Reload workspace", help="Reopen the store and indexes (after an ingest or training)."):
+            _shared_backend.clear()
             st.session_state.pop(SEARCH_STATE, None)
             st.rerun()
     data = (upload.name, upload.getvalue()) if upload is not None else None
@@ -210,8 +213,7 @@ def render_results(settings: Settings, backend: Backend, request: logic.SearchRe
 
     what = "texts" if request.target == "texts" else "images"
     st.markdown(
-        f"**{len(hits)} {what}** for {logic.markdown_escape(request.describe())} "
-        f"· {state['seconds'] * 1000:.0f} ms",
+        f"**{len(hits)} {what}** for {logic.markdown_escape(request.describe())} · {state['seconds'] * 1000:.0f} ms",
         help=None,
     )
     share = logic.share_query(request)
@@ -232,7 +234,10 @@ def render_results(settings: Settings, backend: Backend, request: logic.SearchRe
         pages = logic.page_count(len(shown), logic.PER_PAGE)
         page_key = f"page-{request.signature}-{_selection_key(selected)}"
         page = int(st.session_state.get(page_key, 1) or 1)
-        render_grid(settings, shown, logic.page_items(shown, page, logic.PER_PAGE), (page - 1) * logic.PER_PAGE, state["titles"])
+        ranks = {h.id: i for i, h in enumerate(hits, 1)}
+        render_grid(
+            settings, logic.page_items(shown, page, logic.PER_PAGE), (page - 1) * logic.PER_PAGE, ranks, state["titles"]
+        )
         if pages > 1:
             st.pagination(pages, key=page_key)
 
@@ -256,8 +261,9 @@ def render_facets(request: logic.SearchRequest, state: dict[str, Any]) -> dict[s
             group.label,
             [v for v, _ in group.values],
             selection_mode="multi",
+            default=None,
             key=f"facet-{request.signature}-{group.key}",
-            format_func=lambda v, c=counts: f"{v} ({c.get(v, 0)})",
+            format_func=_with_count(counts),
             wrap=True,
         )
         if picked:
@@ -265,15 +271,20 @@ def render_facets(request: logic.SearchRequest, state: dict[str, Any]) -> dict[s
     return selected
 
 
+def _with_count(counts: dict[str, int]) -> Callable[[Any], str]:
+    return lambda value: f"{value} ({counts.get(value, 0)})"
+
+
 def render_grid(
-    settings: Settings, all_hits: Sequence[Hit], hits: Sequence[Hit], offset: int, titles: dict[str, str]
+    settings: Settings, hits: Sequence[Hit], offset: int, ranks: dict[str, int], titles: dict[str, str]
 ) -> None:
+    """Cards in rows; a card's key is its position in the shown list, its number the hit's rank in the search."""
     for row_start in range(0, len(hits), COLUMNS):
         cols = st.columns(COLUMNS)
         for i, (col, hit) in enumerate(zip(cols, hits[row_start : row_start + COLUMNS], strict=False)):
-            rank = offset + row_start + i + 1
-            with col, st.container(border=True, key=f"result-{rank}"):
-                render_card(settings, hit, rank, titles.get(hit.id, hit.id))
+            position = offset + row_start + i + 1
+            with col, st.container(border=True, key=f"result-{position}"):
+                render_card(settings, hit, ranks.get(hit.id, position), titles.get(hit.id, hit.id))
 
 
 def render_card(settings: Settings, hit: Hit, rank: int, title: str) -> None:
@@ -336,7 +347,8 @@ def render_detail(settings: Settings, backend: Backend, request: logic.SearchReq
             for node in record.texts:
                 kind = str(node.props.get("kind", "text"))
                 marker = " (this result)" if node.id == hit.id else ""
-                st.markdown(f"*{logic.markdown_escape(kind)}*{marker}: {logic.markdown_escape(str(node.props.get('text', '')))}")
+                text = logic.markdown_escape(str(node.props.get("text", "")))
+                st.markdown(f"*{logic.markdown_escape(kind)}*{marker}: {text}")
         if record.attributes:
             st.markdown("**Attributes**")
             st.markdown(" ".join(f":gray-badge[{logic.markdown_escape(a)}]" for a in record.attributes))
@@ -348,8 +360,9 @@ def render_detail(settings: Settings, backend: Backend, request: logic.SearchReq
         else:
             st.markdown(logic.markdown_escape(logic.short_why(hit)))
     st.markdown("**Graph neighbourhood** (the explanation path in orange)")
-    hops = st.segmented_control("Hops", [1, 2], default=1, required=True, key="hops",
-                                format_func=lambda h: f"{h} hop" + ("s" if h > 1 else ""))
+    hops = st.segmented_control(
+        "Hops", [1, 2], default=1, required=True, key="hops", format_func=lambda h: f"{h} hop" + ("s" if h > 1 else "")
+    )
     view = logic.neighbourhood(store, hit, hops=int(hops or 1))
     st.iframe(render_html(view), height=HEIGHT + 60, alt="graph neighbourhood of the opened result")
     st.caption(f"{len(view.nodes)} nodes, {len(view.edges)} edges; {len(view.path_edges)} on the explanation path.")
@@ -381,13 +394,9 @@ def render_collection(settings: Settings, backend: Backend, request: logic.Searc
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown("**Nodes by type**")
-        st.dataframe(
-            [{"type": k, "count": v} for k, v in overview.nodes.items()], hide_index=True, width="stretch"
-        )
+        st.dataframe([{"type": k, "count": v} for k, v in overview.nodes.items()], hide_index=True, width="stretch")
         st.markdown("**Edges by type**")
-        st.dataframe(
-            [{"type": k, "count": v} for k, v in overview.edges.items()], hide_index=True, width="stretch"
-        )
+        st.dataframe([{"type": k, "count": v} for k, v in overview.edges.items()], hide_index=True, width="stretch")
     with right:
         st.markdown("**Most connected entities** (images and texts linked to them)")
         st.dataframe(
@@ -410,8 +419,13 @@ def render_collection(settings: Settings, backend: Backend, request: logic.Searc
     )
     if skipped:
         with st.expander(f"What was skipped ({len(skipped)})", expanded=len(skipped) <= 20):
+            rows = [
+                {"item": str(s.get("item", "")), "reason": str(s.get("reason", ""))}
+                for s in skipped
+                if isinstance(s, dict)
+            ]
             st.dataframe(
-                [{"item": str(s.get("item", "")), "reason": str(s.get("reason", ""))} for s in skipped if isinstance(s, dict)],
+                rows,
                 hide_index=True,
                 width="stretch",
             )

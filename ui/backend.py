@@ -42,12 +42,12 @@ def available_modes(settings: Settings) -> list[str]:
     With the graph retriever installed: `full` and `gnn` when a GNN is trained, and `encoder` always;
     without it, `dense`.
     """
-    try:
-        from mmkg.gnn.refine import META_FILE, gnn_dir
-        from mmkg.retrieval import graph_retriever  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    # find_spec, not import: the graph retriever pulls in torch, and the page must show before that loads.
+    if importlib.util.find_spec("mmkg.retrieval.graph_retriever") is None:
         return [DENSE]
-    if (gnn_dir(settings) / META_FILE).is_file():
+    if (Workspace(settings.home).models_dir / "gnn" / "gnn.json").is_file():  # mmkg.gnn.refine.gnn_dir / META_FILE
         return list(GRAPH_MODES)
     return ["encoder"]
 

@@ -13,12 +13,13 @@ import math
 from typing import Any
 
 import networkx as nx
-
 from mmkg.ui.logic import GraphView
 
-WIDTH = 900
+WIDTH = 1000
 HEIGHT = 520
-MARGIN = 60
+MARGIN_X = (190, 170)
+"""Left and right margins: labels are drawn right of their node (the query's, on its left)."""
+MARGIN_Y = 40
 
 COLOURS = {
     "Query": "#e4572e",
@@ -44,7 +45,7 @@ def layout(view: GraphView, width: int = WIDTH, height: int = HEIGHT, seed: int 
         init[view.center] = (0.0, 0.0)
         fixed.append(view.center)
     if "query" in g:
-        init["query"] = (-1.0, 0.0)
+        init["query"] = (-1.4, 0.0)
         fixed.append("query")
     n = g.number_of_nodes()
     if n == 1:
@@ -61,12 +62,15 @@ def layout(view: GraphView, width: int = WIDTH, height: int = HEIGHT, seed: int 
     ys = [p[1] for p in pos.values()]
     span_x = max(max(xs) - min(xs), 1e-9)
     span_y = max(max(ys) - min(ys), 1e-9)
-    scale = min((width - 2 * MARGIN) / span_x, (height - 2 * MARGIN) / span_y)
+    # Fill the drawing: x and y scaled apart, but never more than twice one another (keeps the shape readable).
+    inner_w = width - MARGIN_X[0] - MARGIN_X[1]
+    sx = inner_w / span_x
+    sy = (height - 2 * MARGIN_Y) / span_y
+    sx, sy = min(sx, 2 * sy), min(sy, 2 * sx)
     cx = (max(xs) + min(xs)) / 2
     cy = (max(ys) + min(ys)) / 2
-    return {
-        k: (round(width / 2 + (x - cx) * scale, 1), round(height / 2 + (y - cy) * scale, 1)) for k, (x, y) in pos.items()
-    }
+    mid_x = MARGIN_X[0] + inner_w / 2
+    return {k: (round(mid_x + (x - cx) * sx, 1), round(height / 2 + (y - cy) * sy, 1)) for k, (x, y) in pos.items()}
 
 
 def graph_payload(view: GraphView, width: int = WIDTH, height: int = HEIGHT) -> dict[str, Any]:
@@ -109,7 +113,8 @@ _PAGE = r"""<!doctype html>
   #bar .key { display: inline-flex; align-items: center; gap: 4px; }
   #bar .dot { width: 11px; height: 11px; border-radius: 50%; display: inline-block; }
   #bar .line { width: 18px; height: 0; border-top: 4px solid __PATH__; display: inline-block; }
-  #bar button { font: inherit; padding: 2px 8px; border: 1px solid #c9ccd3; border-radius: 6px; background: #fff; cursor: pointer; }
+  #bar button { font: inherit; padding: 2px 8px; border: 1px solid #c9ccd3; border-radius: 6px;
+                background: #fff; cursor: pointer; }
   #bar label { cursor: pointer; }
   #wrap { position: relative; border: 1px solid #e2e4e9; border-radius: 8px; overflow: hidden; background: #fcfcfd; }
   svg { display: block; width: 100%; height: __HEIGHT__px; cursor: grab; touch-action: none; user-select: none; }
@@ -117,20 +122,26 @@ _PAGE = r"""<!doctype html>
   .edge { stroke: #b8bcc6; stroke-width: 1.3; }
   .edge.path { stroke: __PATH__; stroke-width: 4; }
   .edge.hl { stroke: #31333f; stroke-width: 2.2; }
-  .edge-label { font-size: 10px; fill: __PATH__; font-weight: 600; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+  .edge-label { font-size: 10px; fill: __PATH__; font-weight: 600; paint-order: stroke; stroke: #fff;
+                stroke-width: 3px; }
   .node circle { stroke: #fff; stroke-width: 1.5; cursor: pointer; }
   .node.path circle { stroke: __PATH__; stroke-width: 4; }
   .node.center circle { stroke: #111; stroke-width: 3; }
   .node.path.center circle { stroke: __PATH__; stroke-width: 5; }
-  .node text { font-size: 11px; fill: #262730; paint-order: stroke; stroke: #fcfcfd; stroke-width: 3px; pointer-events: none; }
+  .node text { font-size: 11px; fill: #262730; paint-order: stroke; stroke: #fcfcfd; stroke-width: 3px;
+               pointer-events: none; }
   .node.path text { font-weight: 700; }
   .dim { opacity: 0.12; }
   #tip { position: absolute; pointer-events: none; background: rgba(38,39,48,.92); color: #fff; padding: 6px 8px;
-         border-radius: 6px; max-width: 340px; font-size: 12px; display: none; white-space: pre-wrap; word-break: break-word; }
+         border-radius: 6px; max-width: 340px; font-size: 12px; display: none; white-space: pre-wrap;
+         word-break: break-word; }
 </style></head>
 <body>
 <div id="bar"></div>
-<div id="wrap"><svg id="svg" role="img" aria-label="graph neighbourhood of the result"><defs></defs><g id="vp"></g></svg><div id="tip"></div></div>
+<div id="wrap">
+<svg id="svg" role="img" aria-label="graph neighbourhood of the result"><defs></defs><g id="vp"></g></svg>
+<div id="tip"></div>
+</div>
 <script>
 (function () {
   "use strict";
@@ -187,7 +198,8 @@ _PAGE = r"""<!doctype html>
     var a = byId[e.src], b = byId[e.dst];
     if (!a || !b) { return; }
     e.a = a; e.b = b;
-    e.line = el("line", {"class": "edge" + (e.path ? " path" : ""), "marker-end": e.path ? "url(#arrow-path)" : "url(#arrow)",
+    e.line = el("line", {"class": "edge" + (e.path ? " path" : ""),
+                         "marker-end": e.path ? "url(#arrow-path)" : "url(#arrow)",
                          "data-src": e.src, "data-dst": e.dst, "data-type": e.type}, edgeLayer);
     var t = el("title", {}, e.line);
     t.textContent = e.type + (e.weight !== null && e.weight !== undefined ? " (" + e.weight + ")" : "");
@@ -205,8 +217,9 @@ _PAGE = r"""<!doctype html>
     var fill = COLOURS[n.label] || "#999";
     if (n.label === "Entity" && n.kind === "attribute") { fill = "#b8a3df"; }
     n.circle = el("circle", {r: radius(n), fill: fill}, n.g);
-    n.text = el("text", {x: radius(n) + 4, y: 4}, n.g);
-    n.text.textContent = short(n.label === "Entity" ? n.name : n.name, n.center || n.path ? 34 : 22);
+    var left = n.label === "Query";
+    n.text = el("text", {x: left ? -(radius(n) + 4) : radius(n) + 4, y: 4, "text-anchor": left ? "end" : "start"}, n.g);
+    n.text.textContent = short(n.name, n.label === "Query" ? 28 : n.center || n.path ? 34 : 22);
   });
 
   function place() {
@@ -217,14 +230,18 @@ _PAGE = r"""<!doctype html>
       var ra = radius(e.a) + 1, rb = radius(e.b) + 3;
       e.line.setAttribute("x1", e.a.x + dx * ra / d); e.line.setAttribute("y1", e.a.y + dy * ra / d);
       e.line.setAttribute("x2", e.b.x - dx * rb / d); e.line.setAttribute("y2", e.b.y - dy * rb / d);
-      if (e.label) { e.label.setAttribute("x", (e.a.x + e.b.x) / 2); e.label.setAttribute("y", (e.a.y + e.b.y) / 2 - 5); }
+      if (e.label) {
+        e.label.setAttribute("x", (e.a.x + e.b.x) / 2); e.label.setAttribute("y", (e.a.y + e.b.y) / 2 - 5);
+      }
     });
   }
   place();
 
   // View transform: pan and zoom.
   var view = {x: 0, y: 0, k: 1};
-  function applyView() { vp.setAttribute("transform", "translate(" + view.x + "," + view.y + ") scale(" + view.k + ")"); }
+  function applyView() {
+    vp.setAttribute("transform", "translate(" + view.x + "," + view.y + ") scale(" + view.k + ")");
+  }
   function toGraph(evt) {
     var r = svg.getBoundingClientRect();
     var sx = (evt.clientX - r.left) * DATA.width / r.width, sy = (evt.clientY - r.top) * DATA.height / r.height;
@@ -276,14 +293,18 @@ _PAGE = r"""<!doctype html>
     tip.style.left = Math.min(evt.clientX - r.left + 14, r.width - 250) + "px";
     tip.style.top = (evt.clientY - r.top + 14) + "px";
     tip.style.display = "block";
-    n.edges.forEach(function (e) { if (e.line && !e.path) { e.line.classList.add("hl"); e.line.setAttribute("marker-end", "url(#arrow-hl)"); } });
+    n.edges.forEach(function (e) {
+      if (e.line && !e.path) { e.line.classList.add("hl"); e.line.setAttribute("marker-end", "url(#arrow-hl)"); }
+    });
     hovered = n;
   }
   var hovered = null;
   function hideTip() {
     tip.style.display = "none";
     if (hovered) {
-      hovered.edges.forEach(function (e) { if (e.line && !e.path) { e.line.classList.remove("hl"); e.line.setAttribute("marker-end", "url(#arrow)"); } });
+      hovered.edges.forEach(function (e) {
+        if (e.line && !e.path) { e.line.classList.remove("hl"); e.line.setAttribute("marker-end", "url(#arrow)"); }
+      });
       hovered = null;
     }
   }

@@ -92,8 +92,11 @@ def start(
 
 def run(settings: Settings, port: int = DEFAULT_PORT, address: str = "127.0.0.1") -> int:
     """Run the explorer in the foreground until Ctrl-C; returns the exit status."""
-    print(f"mmkg explorer on http://{address}:{port}  (workspace {Path(settings.home).resolve()}, "
-          f"store {settings.store}; Ctrl-C stops it)", file=sys.stderr)
+    print(
+        f"mmkg explorer on http://{address}:{port}  (workspace {Path(settings.home).resolve()}, "
+        f"store {settings.store}; Ctrl-C stops it)",
+        file=sys.stderr,
+    )
     proc = subprocess.Popen(command(settings, port, address), env=environment(settings))
     try:
         return proc.wait()

@@ -6,6 +6,7 @@ browser and without a running app; `mmkg.ui.app` only lays these out on the page
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,15 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from mmkg.errors import BadImageError, MmkgError, ModelNotReadyError, StoreUnavailableError, UserInputError
 from mmkg.graph.schema import Edge, Label, Node, Rel, Subgraph
 from mmkg.graph.store import GraphStore
 from mmkg.ingest.images import decode_image
-from mmkg.retrieval.search import Hit, Step, display_name, render_path
+from mmkg.retrieval.search import Hit, display_name, render_path
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ def message_for(exc: BaseException) -> str:
             "(or check NEO4J_URI, NEO4J_USER and NEO4J_PASSWORD), then reload this page."
         )
     if isinstance(exc, ModelNotReadyError):
-        return f"The encoder is not ready: {exc}. Train it first: `{TRAIN_HINT}`."
+        if "mmkg " in str(exc):  # the error names the command that trains what is missing
+            return f"A model this search needs is not ready: {exc}."
+        return f"A model this search needs is not ready: {exc}. Train the encoder first: `{TRAIN_HINT}`."
     if isinstance(exc, UploadRejected | UserInputError):
         return str(exc)
     if isinstance(exc, MmkgError):
@@ -165,20 +167,14 @@ def share_query(request: SearchRequest) -> str | None:
     """The query string of a link that runs this search again (text searches only: an upload has no link)."""
     if request.is_image or request.text is None:
         return None
-    from urllib.parse import urlencode
+    from urllib.parse import quote
 
     params: dict[str, Any] = {"q": request.text, "target": request.target}
     if request.k != DEFAULT_K:
         params["k"] = request.k
     if request.mode:
         params["mode"] = request.mode
-    return "?" + urlencode(params, quote_via=_quote)
-
-
-def _quote(value: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe=safe)
+    return "?" + "&".join(f"{key}={quote(str(value), safe='')}" for key, value in params.items())
 
 
 # --- what a result shows -------------------------------------------------------------------
@@ -234,7 +230,8 @@ def hit_entities(store: GraphStore, hits: Sequence[Hit], per_hit: int = 20) -> d
             if other.label != Label.ENTITY or other.props.get("kind") == "attribute":
                 continue
             score = edge.props.get("score", 1.0)
-            scored.append((float(score) if isinstance(score, int | float) else 1.0, str(other.props.get("name", other.id))))
+            weight = float(score) if isinstance(score, int | float) else 1.0
+            scored.append((weight, str(other.props.get("name", other.id))))
         for _, name in sorted(scored, key=lambda t: (-t[0], t[1])):
             if name not in names:
                 names.append(name)
@@ -483,7 +480,8 @@ def neighbourhood(
 
 def _edge_json(e: Edge) -> dict[str, Any]:
     weight = e.props.get("score", e.props.get("count"))
-    return {"src": e.src, "dst": e.dst, "type": e.type.value, "weight": weight if isinstance(weight, int | float) else None}
+    value = weight if isinstance(weight, int | float) else None
+    return {"src": e.src, "dst": e.dst, "type": e.type.value, "weight": value}
 
 
 def _query_name(name: str) -> str:
@@ -535,10 +533,8 @@ def read_last_ingest(home: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(data, dict):
         return None, f"{path.name} is not a JSON object"
     data.setdefault("skipped", [])
-    try:
+    with contextlib.suppress(OSError):
         data["_when"] = path.stat().st_mtime
-    except OSError:  # pragma: no cover
-        pass
     return data, None
 
 
@@ -562,9 +558,8 @@ def make_thumbnail(path: str | Path, settings: Settings, size: int = 240) -> byt
     """A square JPEG thumbnail (the image fitted on a white square), or None when the file cannot be shown."""
     import io
 
-    from PIL import ImageOps
-
     from mmkg.ingest.images import read_image_bytes
+    from PIL import ImageOps
 
     try:
         data = read_image_bytes(Path(path), settings.max_image_bytes)

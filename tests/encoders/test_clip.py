@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from mmkg.encoders.clip import ClipEncoder
 from mmkg.encoders.factory import clear_encoder_cache, create_encoder
 from mmkg.errors import ModelNotReadyError
 from mmkg.settings import Settings
+from PIL import Image
 
 SPECIALS = ["<|startoftext|>", "<|endoftext|>"]
 
@@ -70,12 +69,18 @@ def _images(n: int, seed: int = 0) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     sizes = [(40, 30), (32, 32), (64, 48), (50, 70)]
     return [
-        Image.fromarray(rng.integers(0, 255, (sizes[i % 4][1], sizes[i % 4][0], 3), dtype=np.uint8))
-        for i in range(n)
+        Image.fromarray(rng.integers(0, 255, (sizes[i % 4][1], sizes[i % 4][0], 3), dtype=np.uint8)) for i in range(n)
     ]
 
 
-TEXTS = ["a dog runs on the beach", "two children play football", "a red car", "", "x" * 400, "Snow, mountains & skiers!"]
+TEXTS = [
+    "a dog runs on the beach",
+    "two children play football",
+    "a red car",
+    "",
+    "x" * 400,
+    "Snow, mountains & skiers!",
+]
 
 
 def _check_unit_rows(x: np.ndarray, n: int, dim: int) -> None:

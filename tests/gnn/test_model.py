@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from mmkg.gnn.data import build_hetero
 from mmkg.gnn.model import GnnConfig, GraphRefiner
 from mmkg.gnn.pairs import PairGraph
@@ -83,3 +82,35 @@ def test_save_and_load_round_trip(world, tmp_path):
     a = model(g.data.x_dict, g.data.edge_index_dict)["Image"]
     b = loaded.model(g.data.x_dict, g.data.edge_index_dict)["Image"]
     assert torch.allclose(a, b)
+
+
+def test_fast_sage_path_matches_pyg_sageconv():
+    from mmkg.gnn.model import _sage
+    from torch_geometric.nn import SAGEConv
+
+    torch.manual_seed(0)
+    conv = SAGEConv((8, 8), 5, aggr="mean")
+    xs, xd = torch.randn(6, 8), torch.randn(4, 8)
+    ei = torch.tensor([[0, 1, 2, 5, 5], [0, 0, 1, 1, 3]])
+    assert torch.allclose(_sage(conv, xs, xd, ei), conv((xs, xd), ei), atol=1e-6)
+    empty = torch.empty((2, 0), dtype=torch.long)
+    assert torch.allclose(_sage(conv, xs, xd, empty), conv((xs, xd), empty), atol=1e-6)
+
+
+def test_entity_memory_is_learned_and_applies_by_name(world, tmp_path):
+    pg = _pairs(world, tmp_path)
+    trainer = Trainer(pg, None, {"hidden": 32, "epochs": 5, "batch_size": 8, "fanouts": [4, 3], "lr": 3e-3,
+                                 "entity_memory": True, "memory_min_degree": 2})
+    model, _ = trainer.fit(progress=False)
+    assert model.memory is not None and "ent:dog" in model.vocab
+    assert float(model.memory.weight.abs().sum()) > 0  # trained away from its zero start
+    rows = model.vocab_rows(["ent:dog", "ent:unknown"])
+    assert rows[0] >= 0 and rows[1] == -1
+    # saved and loaded with its vocabulary
+    TrainedGnn(model, "e").save(tmp_path / "m")
+    loaded = TrainedGnn.load(tmp_path / "m")
+    assert loaded.model.vocab == model.vocab
+    g = build_hetero(world.store, world.vectors)
+    a = RefinedGraph.compute(TrainedGnn(model, "e"), g).refined["Text"]
+    b = RefinedGraph.compute(loaded, g).refined["Text"]
+    np.testing.assert_allclose(a, b, atol=1e-6)

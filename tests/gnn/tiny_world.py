@@ -6,7 +6,7 @@ and expansion follow the structure: a caption that mentions `dog` should come ou
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +100,8 @@ def build_world(path: Path, n_per_topic: int = 6, seed: int = 0) -> TinyWorld:
             nodes += [
                 Node(rid, Label.RECORD, {"source": "test", "source_id": f"{t}{i}", "attributes": (
                     ["colour:white"] if i % 2 == 0 else []), "complete": True}),
-                Node(rtid, Label.RECORD, {"source": "test", "source_id": f"{t}{i}c", "attributes": [], "complete": True}),
+                Node(rtid, Label.RECORD,
+                     {"source": "test", "source_id": f"{t}{i}c", "attributes": [], "complete": True}),
                 Node(iid, Label.IMAGE, {"path": f"/data/{t}{i}.jpg", "record": rid}),
                 Node(tid, Label.TEXT, {"text": f"a photo of a {t} number {i}", "kind": "caption", "record": rtid}),
             ]

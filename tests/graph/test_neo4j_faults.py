@@ -95,7 +95,7 @@ def test_server_killed_mid_write_then_rerun_gives_a_complete_graph_without_dupli
         pytest.skip("needs the server this session started (MMKG_TEST_NEO4J_URI points elsewhere)")
     settings, port = neo4j_server.settings, neo4j_server.port
     neo4j_store_factory()  # wipes the database
-    nodes, edges = catalog(records=3000, entities=400)
+    nodes, edges = catalog(records=600, entities=100)
     n_nodes, n_edges = len(nodes), len(edges)
 
     def write(store: Neo4jGraphStore) -> None:
@@ -104,7 +104,7 @@ def test_server_killed_mid_write_then_rerun_gives_a_complete_graph_without_dupli
         store.commit()
 
     store = Neo4jGraphStore(
-        neo4j_server.uri, neo4j_server.user, neo4j_server.password, batch_size=200, max_retry_time=2.0
+        neo4j_server.uri, neo4j_server.user, neo4j_server.password, batch_size=100, max_retry_time=2.0
     )
     failure: list[BaseException] = []
 
@@ -141,8 +141,8 @@ def test_server_killed_mid_write_then_rerun_gives_a_complete_graph_without_dupli
     node_counts, edge_counts = rerun.counts()
     assert sum(node_counts.values()) == n_nodes
     assert edge_counts == {
-        "HAS": 6000,
-        "DESCRIBES": 3000,
+        "HAS": 1200,
+        "DESCRIBES": 600,
         "MENTIONS": sum(1 for e in edges if e.type is Rel.MENTIONS),
         "DEPICTS": sum(1 for e in edges if e.type is Rel.DEPICTS),
         "CO_OCCURS": 0,

@@ -11,18 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from PIL import Image
-
 from mmkg.encoders.base import Encoder, l2_normalize
 from mmkg.errors import UserInputError
 from mmkg.gnn.pairs import PairGraph
 from mmkg.gnn.refine import TrainedGnn
 from mmkg.gnn.train import Trainer
-from mmkg.retrieval.explain import check_path
 from mmkg.retrieval.expansion import GraphIndex
+from mmkg.retrieval.explain import check_path
 from mmkg.retrieval.graph_retriever import GraphRetriever
 from mmkg.retrieval.search import Query
 from mmkg.settings import Settings
+from PIL import Image
 
 
 def _tiny_world() -> Any:
@@ -64,14 +63,21 @@ class WordEncoder(Encoder):
         return l2_normalize(np.stack([self.image_vec for _ in images]))
 
 
+_TRAINED: dict[str, TrainedGnn] = {}
+
+
 def _trained(world: Any, tmp_path: Path) -> TrainedGnn:
-    """A refiner trained for a few epochs on the world itself (contrastive + link prediction)."""
+    """A refiner trained for a few epochs on the world itself (contrastive + link prediction); the
+    worlds are identical (seeded), so one training serves every test of this module."""
+    if "model" in _TRAINED:
+        return _TRAINED["model"]
     pairs = PairGraph(Settings(home=tmp_path), world.store, world.vectors, world.images, world.texts,
                       np.asarray(world.owner), [])
     model, _ = Trainer(pairs, None, {"hidden": 32, "epochs": 8, "batch_size": 8, "fanouts": [4, 3]}).fit(False)
     fusion = {"text.w_graph": 0.2, "text.entity_share": 0.5, "text.seeds": 4,
               "image.w_graph": 0.2, "image.entity_share": 0.5, "image.seeds": 4}
-    return TrainedGnn(model.eval(), "words", fusion=fusion)
+    _TRAINED["model"] = TrainedGnn(model.eval(), "words", fusion=fusion)
+    return _TRAINED["model"]
 
 
 def _retriever(world: Any, tmp_path: Path, mode: str = "full") -> GraphRetriever:

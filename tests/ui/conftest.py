@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from mmkg.graph import ids
 from mmkg.graph.schema import Edge, Label, Node, Rel
 from mmkg.graph.store import GraphStore
 from mmkg.retrieval.search import Explanation, Hit, Query, Retriever, Step
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_json
+from PIL import Image
 
 PRODUCTS = [
     # id, name, colour, article type, gender, RGB
@@ -62,7 +61,7 @@ class WordRetriever(Retriever):
         self.calls.append((query, k, target))
         store = self.tiny.store
         scored: list[tuple[float, str, str]] = []
-        for pid, name, colour, art, gender, rgb in PRODUCTS:
+        for pid, name, _colour, _art, _gender, rgb in PRODUCTS:
             if query.text is not None:
                 score = len(_words(query.text) & _words(name)) / max(len(_words(query.text)), 1)
             else:
@@ -131,8 +130,11 @@ def build_tiny(home: Path, last_ingest: bool = True) -> TinyCollection:
         image_of[pid], text_of[pid] = iid, tid
         attrs = [("baseColour", colour), ("articleType", art), ("gender", gender)]
         nodes += [
-            Node(rid, Label.RECORD, {"source": SOURCE, "source_id": pid, "attributes": [f"{k}:{v}" for k, v in attrs],
-                                     "complete": True}),
+            Node(
+                rid,
+                Label.RECORD,
+                {"source": SOURCE, "source_id": pid, "attributes": [f"{k}:{v}" for k, v in attrs], "complete": True},
+            ),
             Node(iid, Label.IMAGE, {"path": str(path), "width": 60, "height": 80, "record": rid}),
             Node(tid, Label.TEXT, {"text": name, "kind": "name", "record": rid}),
         ]

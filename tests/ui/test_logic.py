@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from mmkg.errors import ModelNotReadyError, StoreUnavailableError, UserInputError
 from mmkg.graph.schema import Label
 from mmkg.retrieval.search import Explanation, Hit, Query, Step
@@ -16,6 +14,7 @@ from mmkg.settings import Settings
 from mmkg.ui import logic
 from mmkg.ui.graphview import graph_payload, render_html
 from mmkg.ui.launch import command, environment
+from PIL import Image
 
 from .conftest import PRODUCTS, TinyCollection, WordRetriever, png_bytes
 
@@ -115,6 +114,8 @@ def test_messages_are_one_plain_line_with_what_to_do() -> None:
     down = logic.message_for(StoreUnavailableError("cannot reach Neo4j at bolt://127.0.0.1:7687"))
     assert "mmkg neo4j start" in down and "bolt://127.0.0.1:7687" in down
     assert "mmkg train encoder" in logic.message_for(ModelNotReadyError("no trained heads in .mmkg/models"))
+    gnn = logic.message_for(ModelNotReadyError("the GNN was trained on other vectors: run `mmkg train gnn --data DIR`"))
+    assert "mmkg train gnn" in gnn and "mmkg train encoder" not in gnn
     assert logic.message_for(UserInputError("k must be at least 1")) == "k must be at least 1"
     bug = logic.message_for(KeyError("boom"))
     assert "\n" not in bug and "server log" in bug
@@ -324,3 +325,15 @@ def test_launch_command_is_headless_with_an_upload_limit_and_no_tracebacks() -> 
     assert "--server.port 8765" in text and "--server.headless true" in text
     assert "--server.maxUploadSize 5" in text and "--client.showErrorDetails none" in text
     assert "--browser.gatherUsageStats false" in text
+
+
+def test_retrieval_modes_follow_what_is_trained(tmp_path: Path) -> None:
+    from mmkg.ui.backend import available_modes
+
+    settings = Settings(home=tmp_path)
+    assert available_modes(settings) == ["encoder"]
+    gnn_refine = pytest.importorskip("mmkg.gnn.refine")
+    meta = gnn_refine.gnn_dir(settings) / gnn_refine.META_FILE  # where `mmkg train gnn` leaves its model
+    meta.parent.mkdir(parents=True)
+    meta.write_text("{}")
+    assert available_modes(settings) == ["full", "gnn", "encoder"]

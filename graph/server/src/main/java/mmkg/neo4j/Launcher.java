@@ -3,18 +3,24 @@ package mmkg.neo4j;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.neo4j.configuration.Config;
+import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.BoltConnectorInternalSettings;
 import org.neo4j.configuration.connectors.HttpConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.graphdb.Label;
+import org.neo4j.graphdb.Node;
+import org.neo4j.graphdb.Transaction;
 import org.neo4j.io.fs.DefaultFileSystemAbstraction;
 import org.neo4j.kernel.impl.security.User;
 import org.neo4j.logging.NullLogProvider;
@@ -36,6 +42,7 @@ import org.neo4j.server.security.auth.FileUserRepository;
  */
 public final class Launcher {
     static final String PASSWORD_ENV = "MMKG_NEO4J_LAUNCHER_PASSWORD";
+    private static final long T0 = System.nanoTime();
 
     private Launcher() {}
 
@@ -132,10 +139,10 @@ public final class Launcher {
         if (initialUsers != null) {
             // Consumed when the system database was created; no need to keep a password hash around.
             Files.deleteIfExists(initialUsers);
-        } else if (!fresh) {
+        } else if (!fresh && !passwordMatches(dbms, password)) {
             setPassword(dbms, password);
         }
-        log("ready bolt://127.0.0.1:" + port);
+        log(String.format("ready bolt://127.0.0.1:%d (%.1f s)", port, (System.nanoTime() - T0) / 1e9));
         stopped.await();
     }
 
@@ -151,6 +158,12 @@ public final class Launcher {
                 .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(BoltConnector.advertised_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(HttpConnector.enabled, false)
+                // Nothing but Bolt clients on 127.0.0.1 may reach or be reached: no usage reports.
+                .setConfig(GraphDatabaseSettings.udc_enabled, false)
+                .setConfig(GraphDatabaseInternalSettings.udc_network_enabled, false)
+                // Bolt waits 5 s twice on shutdown by default, after the databases are already closed.
+                .setConfig(BoltConnectorInternalSettings.thread_pool_shutdown_wait_time, Duration.ofSeconds(1))
+                .setConfig(BoltConnectorInternalSettings.connection_shutdown_wait_time, Duration.ofSeconds(1))
                 .build();
     }
 
@@ -179,6 +192,25 @@ public final class Launcher {
         } catch (Exception | LinkageError e) {
             log("could not write the initial password file (" + e + "); setting the password with a first boot");
             return null;
+        }
+    }
+
+    /**
+     * Whether user neo4j already has this password, read through the core API: no Cypher, which on a
+     * cold JVM costs many seconds of query compilation on every start.
+     */
+    private static boolean passwordMatches(DatabaseManagementService dbms, String password) {
+        try (Transaction tx = dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).beginTx()) {
+            Node user = tx.findNode(Label.label("User"), "name", "neo4j");
+            if (user == null || Boolean.TRUE.equals(user.getProperty("passwordChangeRequired", false))) {
+                return false;
+            }
+            Object stored = user.getProperty("credentials", null);
+            return stored instanceof String text
+                    && SystemGraphCredential.deserialize(text, new SecureHasher())
+                            .matchesPassword(password.getBytes(StandardCharsets.UTF_8));
+        } catch (Exception | LinkageError e) {
+            return false; // fall back to setting it
         }
     }
 

@@ -1,0 +1,166 @@
+"""The lit backend with its real frozen towers: heads trained for a few steps on 20 Flickr images."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mmkg.encoders.backbones import get_image_tower, get_text_tower
+from mmkg.encoders.factory import clear_encoder_cache, create_encoder
+from mmkg.encoders.lit import LitEncoder, lit_model_dir
+from mmkg.encoders.lit_train import cached_image_features, read_captions_jsonl, train_lit
+from mmkg.errors import ModelNotReadyError, UserInputError
+from mmkg.ingest.images import load_image
+from mmkg.settings import Settings
+
+DATA = Path(os.environ.get("MMKG_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+FLICKR_TRAIN = DATA / "flickr8k" / "train"
+
+pytestmark = pytest.mark.skipif(
+    not (FLICKR_TRAIN / "captions.jsonl").is_file(), reason=f"Flickr8k not found under {DATA}"
+)
+
+N_IMAGES = 20
+FAST = {"max_images": N_IMAGES, "epochs": 3, "batch_size": 8, "hidden": 64, "embed_dim": 32, "progress": False}
+
+
+def _settings(home: Path, **kw: Any) -> Settings:
+    return Settings.load(home=home, encoder="lit", **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, Any]]:
+    home = tmp_path_factory.mktemp("lit-ws")
+    settings = _settings(home)
+    summary = train_lit(FLICKR_TRAIN, settings, **FAST)
+    return settings, summary
+
+
+@pytest.fixture(scope="module")
+def images() -> list[Any]:
+    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=9)
+    return [load_image(p)[0] for p in pairs.paths]
+
+
+def test_weights_really_load_and_classify_sensibly() -> None:
+    # Training image 0 shows two dogs in the snow: ImageNet classes 151-268 are dog breeds.
+    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=5)
+    dog_images = [load_image(pairs.paths[i])[0] for i in (0, 3, 4)]
+    for top in get_image_tower().classify(dog_images, top_k=5):
+        assert any(151 <= idx <= 268 for idx, _ in top), top
+
+
+def test_missing_heads_raise_model_not_ready(tmp_path: Path) -> None:
+    clear_encoder_cache()
+    with pytest.raises(ModelNotReadyError, match="mmkg train encoder --data"):
+        create_encoder(_settings(tmp_path / "empty-ws"))
+
+
+def test_training_summary_and_saved_files(trained: tuple[Settings, dict[str, Any]]) -> None:
+    settings, summary = trained
+    assert summary["images"] == N_IMAGES
+    assert summary["pairs"] == 5 * N_IMAGES
+    assert summary["epochs"] == 3
+    assert np.isfinite(summary["final_loss"])
+    model_dir = lit_model_dir(settings)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert (model_dir / config["weights"]).is_file()
+    assert config["image_backbone"] == "efficientnet-lite0"
+    assert config["text_backbone"] == "all-MiniLM-L6-v2"
+    assert config["arch"]["embed_dim"] == 32
+    assert 0 < config["temperature"] < 1
+    assert config["training"]["pairs"] == 5 * N_IMAGES
+    assert list(model_dir.glob("*.tmp")) == []
+
+
+def test_encoder_shapes_norms_dtype(trained: tuple[Settings, dict[str, Any]], images: list[Any]) -> None:
+    settings, _ = trained
+    clear_encoder_cache()
+    enc = create_encoder(settings)
+    assert isinstance(enc, LitEncoder)
+    assert enc.dim == 32 and enc.fingerprint.startswith("lit:")
+    assert create_encoder(settings) is enc  # loaded once per process
+    img = enc.encode_images(images)
+    txt = enc.encode_texts(["a dog runs in the snow", "a child plays croquet", ""])
+    for x, n in ((img, len(images)), (txt, 3)):
+        assert x.shape == (n, 32) and x.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    assert enc.encode_images([]).shape == (0, 32)
+    assert enc.encode_texts([]).shape == (0, 32)
+
+
+def test_batching_invariance_and_determinism(trained: tuple[Settings, dict[str, Any]], images: list[Any]) -> None:
+    settings, _ = trained
+    model_dir = lit_model_dir(settings)
+    one = LitEncoder(model_dir, batch_size=1)
+    many = LitEncoder(model_dir, batch_size=4)
+    np.testing.assert_allclose(one.encode_images(images), many.encode_images(images), atol=1e-4)
+    texts = [c for caps in read_captions_jsonl(FLICKR_TRAIN, max_images=4).captions for c in caps]
+    np.testing.assert_allclose(one.encode_texts(texts), many.encode_texts(texts), atol=1e-4)
+    np.testing.assert_array_equal(many.encode_texts(texts), many.encode_texts(texts))
+
+
+def test_live_encoding_matches_cached_features(trained: tuple[Settings, dict[str, Any]], images: list[Any]) -> None:
+    """What training saw (cache) and what a user's query sees (live) are the same vectors."""
+    settings, _ = trained
+    enc = LitEncoder(lit_model_dir(settings))
+    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=len(images))
+    feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=False)
+    assert ok == list(range(len(images)))
+    np.testing.assert_allclose(enc.project_image_features(feats["plain"]), enc.encode_images(images), atol=1e-4)
+
+
+def test_retraining_hits_the_feature_cache(trained: tuple[Settings, dict[str, Any]]) -> None:
+    settings, _ = trained
+    image_tower, text_tower = get_image_tower(settings.device), get_text_tower(settings.device)
+    before = (image_tower.items, text_tower.items)
+    summary = train_lit(FLICKR_TRAIN, settings, **{**FAST, "epochs": 1, "seed": 1})
+    assert (image_tower.items, text_tower.items) == before  # nothing re-encoded
+    assert summary["pairs"] == 5 * N_IMAGES
+    # The factory sees the new heads: a new encoder object with a new fingerprint.
+    clear_encoder_cache()
+    enc = create_encoder(settings)
+    config = json.loads((lit_model_dir(settings) / "config.json").read_text())
+    assert enc.fingerprint == f"lit:{config['weights_sha256'][:16]}"
+
+
+def test_new_images_are_encoded_once_per_view(trained: tuple[Settings, dict[str, Any]], tmp_path: Path) -> None:
+    # A fresh workspace with 3 images: 3 images x 2 views go through the backbone, then never again.
+    settings = _settings(tmp_path / "ws")
+    tower = get_image_tower(settings.device)
+    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=3)
+    start = tower.items
+    cached_image_features(pairs.paths, settings, ("plain", "hflip"), progress=False)
+    assert tower.items - start == 6
+    cached_image_features(pairs.paths, settings, ("plain", "hflip"), progress=False)
+    assert tower.items - start == 6
+
+
+def test_bad_images_are_skipped_not_fatal(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=6)
+    lines = []
+    for path, caps in zip(pairs.paths, pairs.captions, strict=True):
+        (data / "images" / path.name).write_bytes(path.read_bytes())
+        lines.append(json.dumps({"image": f"images/{path.name}", "captions": caps}))
+    (data / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    lines.append(json.dumps({"image": "images/broken.jpg", "captions": ["a broken image"]}))
+    lines.append(json.dumps({"image": "images/missing.jpg", "captions": ["a missing image"]}))
+    lines.append(json.dumps({"image": "../../etc/passwd", "captions": ["outside the folder"]}))
+    lines.append("{not json")
+    (data / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    summary = train_lit(data, _settings(tmp_path / "ws"), **{**FAST, "max_images": None, "epochs": 1})
+    assert summary["images"] == 6
+    assert summary["skipped"] == 4
+
+
+def test_unknown_option_and_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="unknown training option"):
+        train_lit(FLICKR_TRAIN, _settings(tmp_path), learning_rate=1.0)
+    with pytest.raises(UserInputError, match="captions.jsonl"):
+        train_lit(tmp_path / "nowhere", _settings(tmp_path))
