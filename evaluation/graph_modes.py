@@ -15,9 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mmkg.encoders.base import Encoder
 from mmkg.gnn.data import build_hetero
 from mmkg.gnn.refine import ENTITY, IMAGE, TEXT, TrainedGnn, refine_attached_queries
 from mmkg.graph.store import GraphStore
@@ -156,4 +159,98 @@ def graph_mode_figures(
     i2t = inputs.full_scores("i2t", params_for(trained.fusion, "image"))
     out["full"] = figures(t2i, i2t, owner)
     out["full"]["fusion"] = dict(trained.fusion)
+    return out
+
+
+def catalog_figures(
+    trained: TrainedGnn,
+    settings: Settings,
+    encoder: Encoder,
+    data_dir: Path,
+    home: Path,
+    relevance_keys: Sequence[str] = ("articleType", "baseColour"),
+    query_fraction: float = 0.2,
+    max_products: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Catalog retrieval (the fashion set): mAP and NDCG@10 of the three modes.
+
+    Products are split (seeded) into a corpus, ingested into a fresh workspace at `home`, and
+    held-out queries that are NOT in the graph. A query is a held-out product's name (text->image) or
+    its photo (image->image); a corpus image is relevant when its product has the same values of
+    `relevance_keys` (articleType and baseColour). Queries with no relevant corpus item are left out.
+    """
+    from mmkg.evaluation.metrics import mean_average_precision, ndcg_at_k
+    from mmkg.graph.memory import MemoryGraphStore
+    from mmkg.ingest.catalog import CatalogSource
+    from mmkg.ingest.images import load_image
+    from mmkg.ingest.pipeline import Ingestor
+    from mmkg.ingest.records import Record
+    from mmkg.workspace import Workspace
+
+    source = CatalogSource.open(Path(data_dir))
+    records = [r for r in source.records() if isinstance(r, Record) and r.images and r.texts]
+    if max_products:
+        records = records[:max_products]
+    rng = np.random.default_rng(seed)
+    is_query = rng.random(len(records)) < query_fraction
+    corpus = [r for r, q in zip(records, is_query, strict=True) if not q]
+    queries = [r for r, q in zip(records, is_query, strict=True) if q]
+
+    def key(rec: Record) -> tuple[str, ...] | None:
+        attrs = dict(rec.attributes)
+        vals = tuple(attrs.get(k, "") for k in relevance_keys)
+        return vals if all(vals) else None
+
+    ws = settings.replace(home=home, store="memory")
+    Workspace(ws.home).ensure()
+    vectors = Vectors.open(ws, encoder.dim, encoder.fingerprint)
+    with MemoryGraphStore(Workspace(ws.home).graph_dir) as store:
+        Ingestor(ws, store, vectors, encoder).run(corpus, source.name, total=len(corpus), progress=progress)
+        from mmkg.graph import ids as graph_ids
+        from mmkg.graph.schema import Rel
+
+        corpus_ids: list[str] = []
+        corpus_keys: list[tuple[str, ...] | None] = []
+        for rec in corpus:
+            has = store.neighbors(graph_ids.record_id(source.name, rec.id), [Rel.HAS], "out")
+            for _, node in has:
+                if node.label.value == IMAGE:
+                    corpus_ids.append(node.id)
+                    corpus_keys.append(key(rec))
+                    break
+        qkeys = [key(r) for r in queries]
+        rel = np.array([[qk is not None and qk == ck for ck in corpus_keys] for qk in qkeys], dtype=bool)
+        keep: np.ndarray = np.asarray(rel.any(axis=1), dtype=bool)
+        queries = [q for i, q in enumerate(queries) if bool(keep[i])]
+        rel = rel[keep]
+        q_txt = encoder.encode_texts([q.texts[0].text for q in queries])
+        q_img = encoder.encode_images(
+            [load_image(q.images[0], settings.max_image_bytes, settings.max_image_pixels)[0] for q in queries]
+        )
+        state = GraphState.compute(trained, build_hetero(store, vectors))
+        linker = QueryLinker(store, vectors.entities)
+        rows = np.asarray([state.pos[IMAGE][i] for i in corpus_ids], dtype=np.int64)
+        t_ref, t_enc = state.refined_vecs[IMAGE][rows], state.encoder_vecs[IMAGE][rows]
+        out: dict[str, Any] = {"corpus": len(corpus_ids), "queries": len(queries), "relevance": list(relevance_keys)}
+        epos = state.pos[ENTITY]
+        for direction, q_enc, kind in (("text->image", q_txt, "text"), ("image->image", q_img, "image")):
+            if kind == "text":
+                ents = [[(e.id, e.score) for e in linker.for_text(q.texts[0].text)] for q in queries]
+            else:
+                ents = [[(e.id, e.score) for e in linker.for_vector(v, settings.tag_top_k, settings.tag_min_score)]
+                        for v in q_enc]
+            q_ref = refine_attached_queries(trained.model, state.states, epos, q_enc, kind,
+                                            [[e for e, _ in es] for es in ents])
+            scores = {
+                "encoder": q_enc @ t_enc.T,
+                "gnn": q_ref @ t_ref.T,
+                "full": fuse(state.graph, rows, q_ref @ t_ref.T, q_enc @ t_enc.T, ents,
+                             params_for(trained.fusion, kind)),
+            }
+            out[direction] = {
+                mode: {"mAP": round(mean_average_precision(s, rel), 2), "ndcg@10": round(ndcg_at_k(s, rel, 10), 2)}
+                for mode, s in scores.items()
+            }
     return out

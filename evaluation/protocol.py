@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from mmkg.evaluation.metrics import image_text_retrieval
 from mmkg.graph import ids
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Rel
+from mmkg.graph.store import GraphStore
 from mmkg.ingest.detect import open_source
 from mmkg.ingest.pipeline import Ingestor
 from mmkg.ingest.records import Record, TextField
@@ -78,9 +82,57 @@ def protocol_figures(t2i: np.ndarray, i2t: np.ndarray, caption_owner: np.ndarray
     return out
 
 
+@dataclass
+class EvalWorkspace:
+    """A leakage-free graph of test images and captions, and where each caption's image is."""
+
+    settings: Settings
+    store: GraphStore
+    vectors: Vectors
+    image_ids: list[str]
+    text_ids: list[str]
+    captions: list[str]
+    caption_owner: np.ndarray
+
+
+@contextmanager
+def eval_workspace(
+    records: list[Record], source: str, settings: Settings, encoder: Encoder, progress: bool = True
+) -> Iterator[EvalWorkspace]:
+    """Ingest the pairs apart (an image record, a record per caption) into a temporary workspace."""
+    with tempfile.TemporaryDirectory(prefix="mmkg-eval-") as tmp:
+        ws = settings.replace(home=Path(tmp), store="memory")
+        Workspace(ws.home).ensure()
+        image_records, caption_records, owner = split_pairs(records)
+        vectors = Vectors.open(ws, encoder.dim, encoder.fingerprint)
+        with MemoryGraphStore(Workspace(ws.home).graph_dir) as store:
+            report = Ingestor(ws, store, vectors, encoder).run(
+                [*image_records, *caption_records],
+                source,
+                total=len(image_records) + len(caption_records),
+                progress=progress,
+            )
+            if report.skipped:
+                first = report.skipped[0]
+                raise UserInputError(
+                    f"{len(report.skipped)} evaluation items were unusable (first: {first.item}: {first.reason}); "
+                    "the protocol needs every pair"
+                )
+            image_ids = [
+                store.neighbors(ids.record_id(source, rec.id), [Rel.HAS], "out")[0][1].id for rec in image_records
+            ]
+            captions = [rec.texts[0].text.strip() for rec in caption_records]
+            text_ids = [
+                ids.text_id(ids.record_id(source, rec.id), rec.texts[0].kind, text)
+                for rec, text in zip(caption_records, captions, strict=True)
+            ]
+            yield EvalWorkspace(ws, store, vectors, image_ids, text_ids, captions, np.asarray(owner))
+
+
 def evaluate(
-    data: Path, settings: Settings, limit: int | None = None, encoder: Encoder | None = None
+    data: Path, settings: Settings, limit: int | None = None, encoder: Encoder | None = None, progress: bool = True
 ) -> dict[str, Any]:
+    """`{"encoder": figures, "meta": {...}}`: the protocol on a Flickr-layout folder."""
     from mmkg.encoders.factory import create_encoder
 
     source = open_source(data, "flickr")
@@ -91,36 +143,15 @@ def evaluate(
         raise UserInputError(f"no usable image-caption pairs in {data}")
     encoder = encoder or create_encoder(settings)  # the user's trained heads, from the user's workspace
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mmkg-eval-") as tmp:
-        ws = settings.replace(home=Path(tmp), store="memory")
-        Workspace(ws.home).ensure()
-        image_records, caption_records, owner = split_pairs(records)
-        vectors = Vectors.open(ws, encoder.dim, encoder.fingerprint)
-        with MemoryGraphStore(Workspace(ws.home).graph_dir) as store:
-            report = Ingestor(ws, store, vectors, encoder).run(
-                [*image_records, *caption_records], source.name, total=len(image_records) + len(caption_records)
-            )
-            if report.skipped:
-                raise UserInputError(
-                    f"{len(report.skipped)} evaluation items were unusable (first: {report.skipped[0].item}: "
-                    f"{report.skipped[0].reason}); the protocol needs every pair"
-                )
-            image_ids = []
-            for rec in image_records:
-                has = store.neighbors(ids.record_id(source.name, rec.id), [Rel.HAS], "out")
-                image_ids.append(has[0][1].id)
-            text_ids = [
-                ids.text_id(ids.record_id(source.name, rec.id), rec.texts[0].kind, rec.texts[0].text.strip())
-                for rec in caption_records
-            ]
-            t2i = full_similarity(vectors.images, vectors.texts.get(text_ids), image_ids)
-            i2t = full_similarity(vectors.texts, vectors.images.get(image_ids), text_ids)
-    figures = protocol_figures(t2i, i2t, np.asarray(owner))
-    meta = {
-        "data": str(data),
-        "images": len(image_records),
-        "captions": len(caption_records),
-        "encoder": encoder.fingerprint,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    return {"encoder": figures, "meta": meta}
+    with eval_workspace(records, source.name, settings, encoder, progress) as ev:
+        t2i = full_similarity(ev.vectors.images, ev.vectors.texts.get(ev.text_ids), ev.image_ids)
+        i2t = full_similarity(ev.vectors.texts, ev.vectors.images.get(ev.image_ids), ev.text_ids)
+        result: dict[str, Any] = {"encoder": protocol_figures(t2i, i2t, ev.caption_owner)}
+        result["meta"] = {
+            "data": str(data),
+            "images": len(ev.image_ids),
+            "captions": len(ev.text_ids),
+            "encoder": encoder.fingerprint,
+        }
+    result["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    return result

@@ -71,15 +71,15 @@ class ConnectionSettings(NamedTuple):
 
 
 def state_file(settings: Settings) -> Path:
-    return Workspace(settings.home).root / "neo4j.json"
+    return Workspace(Path(settings.home)).root / "neo4j.json"
 
 
 def password_file(settings: Settings) -> Path:
-    return Workspace(settings.home).root / "neo4j.password"
+    return Workspace(Path(settings.home)).root / "neo4j.password"
 
 
 def default_data_dir(settings: Settings) -> Path:
-    return Workspace(settings.home).root / "neo4j"
+    return Workspace(Path(settings.home)).root / "neo4j"
 
 
 def launcher_jar() -> Path:
@@ -259,7 +259,7 @@ def start(
 
     Starting a server that is already running on the same port returns its info.
     """
-    ws = Workspace(settings.home)
+    ws = Workspace(Path(settings.home))
     ws.root.mkdir(parents=True, exist_ok=True)
     ws.logs_dir.mkdir(parents=True, exist_ok=True)
     data = (data_dir or default_data_dir(settings)).expanduser().resolve()

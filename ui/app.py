@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+
 from mmkg.errors import MmkgError
 from mmkg.retrieval.search import Hit, Query, Step
 from mmkg.settings import Settings

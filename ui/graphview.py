@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import networkx as nx
+
 from mmkg.ui.logic import GraphView
 
 WIDTH = 1000

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from mmkg.errors import BadImageError, MmkgError, ModelNotReadyError, StoreUnavailableError, UserInputError
 from mmkg.graph.schema import Edge, Label, Node, Rel, Subgraph
 from mmkg.graph.store import GraphStore
@@ -25,7 +27,6 @@ from mmkg.ingest.images import decode_image
 from mmkg.retrieval.search import Hit, display_name, render_path
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
-from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,11 @@ def upload_limit_mb(settings: Settings) -> int:
 def message_for(exc: BaseException) -> str:
     """One plain line for the page: what went wrong and what to do about it, never a traceback."""
     if isinstance(exc, StoreUnavailableError):
+        what = str(exc).rstrip(".")
+        if "mmkg neo4j start" in what:  # the store's own message already says what to do
+            return f"The graph store is unavailable: {what}. Then reload this page."
         return (
-            f"The graph store is unavailable: {exc}. Start the local server with `mmkg neo4j start` "
+            f"The graph store is unavailable: {what}. Start the local server with `mmkg neo4j start` "
             "(or check NEO4J_URI, NEO4J_USER and NEO4J_PASSWORD), then reload this page."
         )
     if isinstance(exc, ModelNotReadyError):
@@ -558,8 +562,9 @@ def make_thumbnail(path: str | Path, settings: Settings, size: int = 240) -> byt
     """A square JPEG thumbnail (the image fitted on a white square), or None when the file cannot be shown."""
     import io
 
-    from mmkg.ingest.images import read_image_bytes
     from PIL import ImageOps
+
+    from mmkg.ingest.images import read_image_bytes
 
     try:
         data = read_image_bytes(Path(path), settings.max_image_bytes)

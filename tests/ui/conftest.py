@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from mmkg.graph import ids
 from mmkg.graph.schema import Edge, Label, Node, Rel
 from mmkg.graph.store import GraphStore
 from mmkg.retrieval.search import Explanation, Hit, Query, Retriever, Step
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_json
-from PIL import Image
 
 PRODUCTS = [
     # id, name, colour, article type, gender, RGB

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit.testing.v1 import AppTest
+
 from mmkg.errors import ModelNotReadyError, StoreUnavailableError
 from mmkg.retrieval.search import Hit, Query, Retriever
 from mmkg.ui import logic
 from mmkg.ui.backend import Backend
-from streamlit.testing.v1 import AppTest
 
 from .conftest import TinyCollection, WordRetriever, png_bytes
 

@@ -11,6 +11,7 @@ Needs /usr/bin/chromium (scripts/install_browser.sh) or $MMKG_CHROMIUM, and ../s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mmkg.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -103,14 +105,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return build_workspace(tmp_path_factory.mktemp("explorer"))
 
 
-@pytest.fixture(scope="module")
-def app_url(workspace: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def serve(settings: Settings, log_path: Path) -> Iterator[str]:
+    """The explorer started as `mmkg ui` starts it, on a free port; its URL once it answers."""
     from mmkg.ui.launch import start
 
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("explorer-log") / "streamlit.log"
     with open(log_path, "wb") as log:
-        proc = start(workspace, port=port, stdout=log, stderr=subprocess.STDOUT)
+        proc = start(settings, port=port, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -130,13 +132,18 @@ def app_url(workspace: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        text = log_path.read_text(errors="replace")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "streamlit.log").write_text(text)
+        shutil.copy(log_path, ARTIFACTS / log_path.name)
+
+
+@pytest.fixture(scope="module")
+def app_url(workspace: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(workspace, tmp_path_factory.mktemp("explorer-log") / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +368,26 @@ def test_collection_overview(page: Any, app_url: str, workspace: Settings) -> No
     assert f"{report['ingested']} records ingested" in last and "1 skipped" in last
     assert page.get_by_text("What was skipped (1)").is_visible()
     _shot(page, "10-collection-overview")
+
+
+def test_plain_messages_for_an_empty_workspace_and_a_store_that_is_down(page: Any, tmp_path: Path) -> None:
+    empty = Settings.load(home=tmp_path / "empty-ws", store="memory")
+    with serve(empty, tmp_path / "streamlit-empty.log") as url:
+        page.goto(url)
+        note = page.locator("[data-testid=stAlert]").filter(has_text="holds no collection yet")
+        note.wait_for(timeout=STEP_TIMEOUT_MS)
+        _no_traceback(page)
+        assert "mmkg ingest" in note.inner_text()
+        _shot(page, "11-empty-workspace")
+
+    port = _free_port()  # nothing listens there
+    down = Settings.load(
+        home=tmp_path / "neo4j-ws", store="neo4j", neo4j_uri=f"bolt://127.0.0.1:{port}", neo4j_password="secret"
+    )
+    with serve(down, tmp_path / "streamlit-neo4j-down.log") as url:
+        page.goto(url)
+        alert = page.locator("[data-testid=stAlert]").filter(has_text="The graph store is unavailable")
+        alert.wait_for(timeout=STEP_TIMEOUT_MS)
+        _no_traceback(page)
+        assert "mmkg neo4j start" in alert.inner_text()
+        _shot(page, "12-neo4j-down")

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from mmkg.errors import ModelNotReadyError, StoreUnavailableError, UserInputError
 from mmkg.graph.schema import Label
 from mmkg.retrieval.search import Explanation, Hit, Query, Step
@@ -14,7 +16,6 @@ from mmkg.settings import Settings
 from mmkg.ui import logic
 from mmkg.ui.graphview import graph_payload, render_html
 from mmkg.ui.launch import command, environment
-from PIL import Image
 
 from .conftest import PRODUCTS, TinyCollection, WordRetriever, png_bytes
 
@@ -113,6 +114,8 @@ def test_upload_limit_follows_the_image_size_guard() -> None:
 def test_messages_are_one_plain_line_with_what_to_do() -> None:
     down = logic.message_for(StoreUnavailableError("cannot reach Neo4j at bolt://127.0.0.1:7687"))
     assert "mmkg neo4j start" in down and "bolt://127.0.0.1:7687" in down
+    told = logic.message_for(StoreUnavailableError("connection refused — start it with `mmkg neo4j start`"))
+    assert told.count("mmkg neo4j start") == 1
     assert "mmkg train encoder" in logic.message_for(ModelNotReadyError("no trained heads in .mmkg/models"))
     gnn = logic.message_for(ModelNotReadyError("the GNN was trained on other vectors: run `mmkg train gnn --data DIR`"))
     assert "mmkg train gnn" in gnn and "mmkg train encoder" not in gnn
