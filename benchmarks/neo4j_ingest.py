@@ -108,7 +108,9 @@ def main() -> None:
             uri, user, password = neo4j_server.connection_settings(settings)
         try:
             results = []
-            print(f"{'batch':>6} {'fresh s':>8} {'items/s':>9} {'nodes/s':>9} {'edges/s':>9} {'rewrite s':>10} {'items/s':>9}")
+            print(
+                f"{'batch':>6} {'fresh s':>8} {'items/s':>9} {'nodes/s':>9} {'edges/s':>9} {'rewrite s':>10} {'items/s':>9}"
+            )
             for size in sizes:
                 wipe(uri, user, password)
                 with Neo4jGraphStore(uri, user, password, batch_size=size) as store:

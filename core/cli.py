@@ -160,6 +160,12 @@ def cmd_neo4j(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from mmkg.ui.launch import run
+
+    return run(_settings(args), port=args.port, address=args.address)
+
+
 # --- parser --------------------------------------------------------------------------------
 
 
@@ -224,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate on the first N images only")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    ui = sub.add_parser("ui", parents=[common], help="the Streamlit explorer over the workspace")
+    ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument("--address", default="127.0.0.1", help="interface to listen on (default loopback only)")
+    ui.set_defaults(func=cmd_ui)
 
     neo = sub.add_parser("neo4j", help="the local Neo4j server")
     neo_sub = neo.add_subparsers(dest="action", required=True)

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 command -v mvn >/dev/null && command -v java >/dev/null || { echo "test: Java 17 and Maven are needed for the Neo4j tests" >&2; exit 1; }
+bash scripts/install_browser.sh  # Debian chromium for the explorer's browser tests
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from neo4j import GraphDatabase
+
 from mmkg.errors import StoreUnavailableError
 from mmkg.graph import neo4j_server as server_mod
 from mmkg.graph.neo4j_store import BASE, Neo4jGraphStore
 from mmkg.graph.schema import Edge, Label, Node, Rel
-from neo4j import GraphDatabase
 
 pytestmark = pytest.mark.neo4j
 
