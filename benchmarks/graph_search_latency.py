@@ -26,12 +26,13 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
+from torch_geometric.data import HeteroData
+
 from mmkg.gnn.data import EDGE_TYPES, GraphData, reverse_type
 from mmkg.gnn.model import GnnConfig, GraphRefiner
 from mmkg.gnn.refine import TrainedGnn
 from mmkg.retrieval.fusion import FusionParams
 from mmkg.retrieval.graph_retriever import GraphRanker, GraphState
-from torch_geometric.data import HeteroData
 
 DIM = 256
 

@@ -150,6 +150,7 @@ def cmd_neo4j(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "start":
+        print("starting Neo4j (the first start builds the launcher with Maven: a minute or two)", file=sys.stderr)
         info = neo4j_server.start(settings, port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None)
         out: Any = info if isinstance(info, dict) else getattr(info, "__dict__", str(info))
     elif args.action == "stop":

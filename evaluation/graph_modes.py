@@ -112,22 +112,11 @@ class ModeInputs:
 
 
 def figures(t2i: np.ndarray, i2t: np.ndarray, owner: np.ndarray) -> dict[str, Any]:
-    """The protocol's figures from a captions x images matrix and an images x captions matrix."""
-    from mmkg.evaluation import metrics
+    """The protocol's figures (the `encoder` mode's shape) from a captions x images matrix and an
+    images x captions matrix."""
+    from mmkg.evaluation.protocol import protocol_figures  # late: protocol may import this module
 
-    fn = getattr(metrics, "retrieval_metrics", None)
-    if fn is not None:
-        return dict(fn(t2i, i2t, owner))
-    a = metrics.image_text_retrieval(t2i, owner)
-    b = metrics.image_text_retrieval(i2t.T, owner)
-    out: dict[str, Any] = {
-        "t2i": {k: round(a[f"t2i_{k}"], 2) for k in ("R@1", "R@5", "R@10", "mAP", "NDCG@10")},
-        "i2t": {k: round(b[f"i2t_{k}"], 2) for k in ("R@1", "R@5", "R@10", "mAP", "NDCG@10")},
-    }
-    out["rsum"] = round(sum(out[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)), 2)
-    out["mAP"] = round((out["t2i"]["mAP"] + out["i2t"]["mAP"]) / 2, 2)
-    out["ndcg@10"] = round((out["t2i"]["NDCG@10"] + out["i2t"]["NDCG@10"]) / 2, 2)
-    return out
+    return protocol_figures(t2i, i2t, np.asarray(owner))
 
 
 def graph_mode_figures(

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch_geometric.data import HeteroData
+
 from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Rel
 from mmkg.graph.store import GraphStore
 from mmkg.retrieval.index import VectorIndex
 from mmkg.retrieval.vectors import Vectors
-from torch_geometric.data import HeteroData
 
 log = logging.getLogger(__name__)
 

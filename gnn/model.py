@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
+
 from mmkg.gnn.data import EDGE_TYPES, NODE_TYPES, EdgeType, NodeType
 
 ENTITY_TYPE = "Entity"
-from torch import Tensor, nn
-from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
 
 
 @dataclass

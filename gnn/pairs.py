@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
 from mmkg.graph import ids

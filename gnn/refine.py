@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from mmkg.encoders.base import Encoder
 from mmkg.errors import ModelNotReadyError
 from mmkg.gnn.data import GraphData, NodeType, build_hetero

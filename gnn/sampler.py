@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from mmkg.gnn.data import EdgeType, NodeType
 from torch_geometric.data import HeteroData
+
+from mmkg.gnn.data import EdgeType, NodeType
 
 
 @dataclass

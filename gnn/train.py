@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
+
 from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
 from mmkg.gnn.data import GraphData, build_hetero
@@ -34,7 +36,6 @@ from mmkg.gnn.refine import ENTITY, IMAGE, REV_DEPICTS, REV_MENTIONS, TEXT, Refi
 from mmkg.gnn.sampler import HeteroNeighborSampler
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

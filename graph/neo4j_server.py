@@ -334,6 +334,25 @@ def start(
     }
     atomic_write_json(state_file(settings), state)
 
+    try:
+        _wait_until_ready(proc, settings, uri, user, password, out_log, offset, timeout)
+    except KeyboardInterrupt:  # an interrupted start leaves no half-started server behind
+        _terminate(proc.pid, STOP_TIMEOUT_S)
+        state_file(settings).unlink(missing_ok=True)
+        raise
+    return _info(state, pw_file)
+
+
+def _wait_until_ready(
+    proc: subprocess.Popen[bytes],
+    settings: Settings,
+    uri: str,
+    user: str,
+    password: str,
+    out_log: Path,
+    offset: int,
+    timeout: float,
+) -> None:
     t0 = time.monotonic()
     next_note = t0 + 10
     while True:
@@ -349,7 +368,7 @@ def start(
         # before that, when an old password would still be accepted), then Bolt must answer to ours.
         if _launcher_ready(out_log, offset) and _bolt_answers(uri, user, password, timeout=2.0):
             log.info("Neo4j is answering on %s after %.0f s", uri, time.monotonic() - t0)
-            return _info(state, pw_file)
+            return
         now = time.monotonic()
         if now - t0 > timeout:
             _terminate(proc.pid, STOP_TIMEOUT_S)

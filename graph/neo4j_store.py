@@ -23,10 +23,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from mmkg.errors import MmkgError, StoreUnavailableError
-from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Node, Props, Rel, Subgraph
-from mmkg.graph.schema import Path as GPath
-from mmkg.graph.store import Direction, GraphStore
 from neo4j import Driver, GraphDatabase, ManagedTransaction
 from neo4j.exceptions import (
     AuthError,
@@ -36,6 +32,11 @@ from neo4j.exceptions import (
     ServiceUnavailable,
     SessionExpired,
 )
+
+from mmkg.errors import MmkgError, StoreUnavailableError
+from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Node, Props, Rel, Subgraph
+from mmkg.graph.schema import Path as GPath
+from mmkg.graph.store import Direction, GraphStore
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class Neo4jGraphStore(GraphStore):
         password: str,
         database: str = "neo4j",
         *,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         connection_timeout: float = 5.0,
         max_retry_time: float = 15.0,
     ) -> None:
@@ -216,8 +217,14 @@ class Neo4jGraphStore(GraphStore):
                 f"cannot reach Neo4j at {self.uri}: {_reason(exc)} — start it with `mmkg neo4j start` or set NEO4J_URI"
             ) from exc
         except ClientError as exc:
-            if exc.code and exc.code.startswith("Neo.ClientError.Security."):
-                raise StoreUnavailableError(f"Neo4j rejected the credentials for user {self.user}") from exc
+            if exc.code == "Neo.ClientError.Security.AuthenticationRateLimit":
+                raise StoreUnavailableError(
+                    f"Neo4j rejected the credentials for user {self.user} (too many failed attempts; wait a moment)"
+                ) from exc
+            if exc.code == "Neo.ClientError.Security.CredentialsExpired":
+                raise StoreUnavailableError(
+                    f"the Neo4j password of user {self.user} has expired; set a new one"
+                ) from exc
             if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
                 raise StoreUnavailableError(f"Neo4j at {self.uri} has no database {self.database!r}") from exc
             raise
@@ -291,8 +298,11 @@ class Neo4jGraphStore(GraphStore):
                 {"id": node_id, "props": _encode(props, merge=True, reserved=_NODE_RESERVED)}
             )
         for label, rows in by_label.items():
+            # ON CREATE/ON MATCH rather than a trailing SET: the planner then needs no Eager (a full
+            # buffering of the batch) to keep the id lookup and the property write apart.
             cypher = (
-                f"UNWIND $rows AS row MERGE (n:{BASE} {{id: row.id}}) ON CREATE SET n:{label.value} SET n += row.props"
+                f"UNWIND $rows AS row MERGE (n:{BASE} {{id: row.id}}) "
+                f"ON CREATE SET n:{label.value}, n += row.props ON MATCH SET n += row.props"
             )
             self._write_rows(cypher, rows)
 
@@ -362,8 +372,7 @@ class Neo4jGraphStore(GraphStore):
         return self._write(work)
 
     def commit(self) -> None:
-        """Nothing pending: each upsert commits its own transactions."""
-        self._check_open()
+        """Nothing pending: each upsert has already committed its own transactions."""
 
     def close(self) -> None:
         if self._closed:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
 from mmkg.graph.schema import Label, Rel
 from mmkg.graph.store import GraphStore
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+
 from mmkg.retrieval.expansion import GraphIndex
 
 if TYPE_CHECKING:

@@ -28,6 +28,7 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 import torch
+
 from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
 from mmkg.gnn.data import GraphData, build_hetero
@@ -480,3 +481,19 @@ def batch_full_scores(
     offset = 0 if nt == IMAGE else len(state.ids[IMAGE])
     rows = np.arange(len(state.ids[nt])) + offset
     return fuse(state.graph, rows, q_ref @ state.refined_vecs[nt].T, q_enc @ state.encoder_vecs[nt].T, entities, params)
+
+
+def open_graph_retriever(
+    settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder, mode: str | None = None
+) -> GraphRetriever:
+    """The retriever `mmkg search/explain` use. `mode=None`: `full` when the workspace has a trained GNN
+    (for this encoder), else `encoder`; asking for `gnn`/`full` without one is a ModelNotReadyError
+    that says how to train it."""
+    if mode is not None and mode not in MODES:
+        raise UserInputError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
+    if mode == "encoder":
+        return GraphRetriever(settings, store, vectors, encoder, None, mode="encoder")
+    trained = load_gnn(settings, encoder, required=mode is not None)
+    if trained is None:
+        return GraphRetriever(settings, store, vectors, encoder, None, mode="encoder")
+    return GraphRetriever(settings, store, vectors, encoder, trained, mode=mode or "full")  # type: ignore[arg-type]

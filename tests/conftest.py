@@ -100,12 +100,6 @@ def neo4j_store(neo4j_store_factory: Callable[[], object]) -> object:
     return neo4j_store_factory()
 
 
-@pytest.fixture
-def neo4j_workspace(tmp_path: Path) -> Settings:
-    """Settings for a fresh workspace of its own (for server lifecycle tests)."""
-    return Settings(home=tmp_path / "ws")
-
-
 # --- real collections and a small trained workspace, for tests across the suite -------------
 
 SHARED = Path(os.environ.get("MMKG_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")

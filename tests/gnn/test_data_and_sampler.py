@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from mmkg.gnn.data import EDGE_TYPES, build_hetero, reverse_type
 from mmkg.gnn.sampler import HeteroNeighborSampler
 

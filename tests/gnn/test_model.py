@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mmkg.gnn.data import build_hetero
 from mmkg.gnn.model import GnnConfig, GraphRefiner
 from mmkg.gnn.pairs import PairGraph
@@ -85,8 +86,9 @@ def test_save_and_load_round_trip(world, tmp_path):
 
 
 def test_fast_sage_path_matches_pyg_sageconv():
-    from mmkg.gnn.model import _sage
     from torch_geometric.nn import SAGEConv
+
+    from mmkg.gnn.model import _sage
 
     torch.manual_seed(0)
     conv = SAGEConv((8, 8), 5, aggr="mean")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Edge, Label, Node, Rel
 from mmkg.retrieval.index import VectorIndex

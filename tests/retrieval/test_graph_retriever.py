@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from PIL import Image
+
 from mmkg.encoders.base import Encoder, l2_normalize
 from mmkg.errors import UserInputError
 from mmkg.gnn.pairs import PairGraph
@@ -21,7 +23,6 @@ from mmkg.retrieval.explain import check_path
 from mmkg.retrieval.graph_retriever import GraphRetriever
 from mmkg.retrieval.search import Query
 from mmkg.settings import Settings
-from PIL import Image
 
 
 def _tiny_world() -> Any:
