@@ -1,0 +1,52 @@
+"""Linking a query to the graph's entities: attribute values named in the text, spaCy entities, image tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmkg.graph.memory import MemoryGraphStore
+from mmkg.graph.schema import Label, Node
+from mmkg.retrieval.faiss_index import FaissIndex
+from mmkg.retrieval.query_entities import QueryLinker
+
+
+def linker(tmp_path: Path) -> tuple[QueryLinker, FaissIndex]:
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = [
+        ("baseColour:white", "attribute"),
+        ("articleType:sports shoes", "attribute"),
+        ("gender:men", "attribute"),
+        ("articleType:shirts", "attribute"),
+        ("dog", "concept"),
+    ]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    index = FaissIndex(dim=4)
+    index.add([f"ent:{n}" for n, _ in names], np.eye(5, 4, dtype=np.float32) + 0.01)
+    return QueryLinker(store, index), index
+
+
+def test_attribute_values_are_found_in_the_text_plurals_folded(tmp_path: Path) -> None:
+    link, _ = linker(tmp_path)
+    found = {e.id for e in link.for_text("White sports shoe for MEN")}
+    assert found == {"ent:baseColour:white", "ent:articleType:sports shoes", "ent:gender:men"}
+    assert all(e.how == "mentions" for e in link.for_text("white"))
+
+
+def test_spacy_entities_count_only_when_the_graph_holds_them(tmp_path: Path) -> None:
+    link, _ = linker(tmp_path)
+    assert {e.id for e in link.for_text("a brown dog runs on the beach")} == {"ent:dog"}
+
+
+def test_hostile_queries_link_to_nothing_and_do_not_fail(tmp_path: Path) -> None:
+    link, _ = linker(tmp_path)
+    for text in ['"}) MATCH (n) DETACH DELETE n //', "平静的湖面上的一只天鹅", "🙂🙂", "   "]:
+        assert link.for_text(text) == []
+
+
+def test_image_queries_take_the_nearest_entity_names_above_a_score(tmp_path: Path) -> None:
+    link, _ = linker(tmp_path)
+    query = np.array([0.0, 0.0, 1.0, 0.0], dtype=np.float32)
+    tags = link.for_vector(query, k=3, min_score=0.6)  # the uniform "dog" row scores exactly 0.5
+    assert [t.id for t in tags] == ["ent:gender:men"] and tags[0].how == "depicts" and tags[0].score > 0.9
