@@ -114,11 +114,17 @@ class GraphRefiner(nn.Module):
         h_dict: Mapping[NodeType, Tensor],
         edge_index_dict: Mapping[EdgeType, Tensor],
         dst_types: Sequence[NodeType] | None = None,
+        limit: Mapping[NodeType, int] | None = None,
     ) -> dict[NodeType, Tensor]:
         """One round of message passing: HeteroConv's sum over relations, computed only for the node
-        types in `h_dict` (or `dst_types`); every relation takes part, empty where it has no edges."""
+        types in `h_dict` (or `dst_types`); every relation takes part, empty where it has no edges.
+
+        `limit[t]`: compute only the first rows of type t (a sampled batch's nodes near the seeds);
+        the result for type t then has that many rows."""
         hd = self._complete(h_dict)
         wanted = set(h_dict) if dst_types is None else set(dst_types) & set(h_dict)
+        if limit is not None:
+            wanted = {nt for nt in wanted if limit.get(nt, 0) > 0}
         msg: dict[NodeType, Tensor] = {}
         hetero: Any = self.convs[i]
         norms: Any = self.norms[i]
@@ -127,14 +133,20 @@ class GraphRefiner(nn.Module):
             if dst not in wanted:
                 continue
             ei = edge_index_dict.get(et, _EMPTY)
+            x_dst = hd[dst]
+            if limit is not None and limit[dst] < x_dst.shape[0]:
+                x_dst = x_dst[: limit[dst]]
+                ei = ei[:, ei[1] < limit[dst]]
             if isinstance(conv, SAGEConv):
-                m = _sage(conv, hd[src], hd[dst], ei)
+                m = _sage(conv, hd[src], x_dst, ei)
+            elif src == dst and x_dst.shape[0] == hd[src].shape[0]:
+                m = conv(hd[src], ei)
             else:
-                m = conv(hd[src] if src == dst else (hd[src], hd[dst]), ei)
+                m = conv((hd[src], x_dst), ei)
             msg[dst] = m if dst not in msg else msg[dst] + m
         out: dict[NodeType, Tensor] = {}
         for nt in wanted:
-            h = h_dict[nt]
+            h = h_dict[nt] if limit is None else h_dict[nt][: limit[nt]]
             agg = msg.get(nt)
             z = h + F.relu(agg) if agg is not None else h
             z = norms[nt](z)
@@ -149,12 +161,15 @@ class GraphRefiner(nn.Module):
         x_dict: Mapping[NodeType, Tensor],
         edge_index_dict: Mapping[EdgeType, Tensor],
         entity_rows: Tensor | None = None,
+        limits: Sequence[Mapping[NodeType, int]] | None = None,
     ) -> dict[NodeType, Tensor]:
+        """Refined vectors. `limits` (from `SampledBatch.layer_limits`) trims each layer to the rows
+        that still matter, and the result then holds only the seeds' rows (and those within reach)."""
         x_dict = self.with_memory(x_dict, entity_rows)
         h = self.embed(x_dict)
         for i in range(self.config.layers):
-            h = self.layer(i, h, edge_index_dict)
-        return self.head(x_dict, h)
+            h = self.layer(i, h, edge_index_dict, limit=limits[i] if limits is not None else None)
+        return self.head({nt: x_dict[nt][: h[nt].shape[0]] for nt in h}, h)
 
     def states(
         self,

@@ -10,7 +10,7 @@ subgraph as a `HeteroData` whose first rows of each node type are the seeds, in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +32,13 @@ class SampledBatch:
     n_id: dict[NodeType, torch.Tensor]
     """Global row of each local node, per type; seeds first."""
     num_seeds: dict[NodeType, int]
+    within: list[dict[NodeType, int]] = field(default_factory=list)
+    """`within[h][t]`: how many `t` nodes lie at most h hops from the seeds (a prefix of the rows)."""
+
+    def layer_limits(self, layers: int) -> list[dict[NodeType, int]]:
+        """For a model of `layers` layers, the rows each layer must compute (layer i: hop <= layers-1-i);
+        everything past them only feeds messages, so trimming them gives the seeds the same outputs."""
+        return [self.within[min(layers - 1 - i, len(self.within) - 1)] for i in range(layers)]
 
 
 class HeteroNeighborSampler:
@@ -81,14 +88,13 @@ class HeteroNeighborSampler:
                 ws.append(csr.weight[pos])
         big = ~small
         if big.any():
+            # Hub nodes: `fanout` uniform draws each (with replacement, duplicates dropped later), in
+            # O(fanout) per node whatever its degree.
             d_b, st_b, dg_b = dst[big], start[big], deg[big]
-            # Without replacement: a random key per candidate would cost O(deg); a random permutation
-            # prefix per node is cheap enough since only hub nodes take this path.
-            for v, s0, dg in zip(d_b, st_b, dg_b, strict=True):
-                pick = s0 + self.rng.choice(int(dg), size=fanout, replace=False)
-                srcs.append(csr.col[pick])
-                dsts.append(np.full(fanout, v, dtype=np.int64))
-                ws.append(csr.weight[pick])
+            pick = st_b[:, None] + (self.rng.random((len(d_b), fanout)) * dg_b[:, None]).astype(np.int64)
+            srcs.append(csr.col[pick.ravel()])
+            dsts.append(np.repeat(d_b, fanout))
+            ws.append(csr.weight[pick.ravel()])
         if not srcs:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty, np.empty(0, dtype=np.float32)
@@ -110,6 +116,7 @@ class HeteroNeighborSampler:
             frontier[nt] = s
         edges: dict[EdgeType, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {et: [] for et in self.edge_types}
         try:
+            within = [dict(count)]
             for fanout in self.fanouts:
                 new: dict[NodeType, list[np.ndarray]] = {nt: [] for nt in self.node_types}
                 for et in self.edge_types:
@@ -131,6 +138,7 @@ class HeteroNeighborSampler:
                     count[nt] += len(cand)
                     nodes[nt].append(cand)
                     frontier[nt] = cand
+                within.append(dict(count))
             out = HeteroData()
             n_id: dict[NodeType, torch.Tensor] = {}
             for nt in self.node_types:
@@ -157,4 +165,4 @@ class HeteroNeighborSampler:
             for nt in self.node_types:
                 for arr in nodes[nt]:
                     self._local[nt][arr] = -1
-        return SampledBatch(out, n_id, num_seeds)
+        return SampledBatch(out, n_id, num_seeds, within)

@@ -126,6 +126,16 @@ def _encode(props: Props, *, merge: bool, reserved: frozenset[str]) -> dict[str,
     return out
 
 
+VECTOR_PREFIX = "mmkg_vec_"
+"""Vectors a Neo4j vector index keeps on nodes (retrieval/neo4j_index.py): never part of `Node.props`."""
+
+
+def _node_props(var: str) -> str:
+    """Cypher for a node's properties without its stored vectors, as [key, value] pairs (read server side:
+    shipping 256 floats per node to drop them here made node reads ~9x slower)."""
+    return f"[k IN keys({var}) WHERE NOT k STARTS WITH '{VECTOR_PREFIX}' | [k, {var}[k]]]"
+
+
 def _decode(stored: dict[str, Any], *, skip: str | None = None) -> Props:
     out: Props = {}
     for key, value in stored.items():
@@ -398,7 +408,7 @@ class Neo4jGraphStore(GraphStore):
         for chunk in _chunks(wanted, 10_000):
             rows = self._query(
                 f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) RETURN n.id AS id, labels(n) AS labels, "
-                "properties(n) AS props",
+                f"{_node_props('n')} AS props",
                 ids=list(chunk),
             )
             for row in rows:
@@ -427,7 +437,7 @@ class Neo4jGraphStore(GraphStore):
         for pattern, outgoing in parts:
             rows = self._query(
                 pattern + " RETURN type(r) AS type, properties(r) AS rprops, m.id AS id, labels(m) AS labels, "
-                "properties(m) AS props ORDER BY m.id, type(r)",
+                f"{_node_props('m')} AS props ORDER BY m.id, type(r)",
                 id=node_id,
             )
             for row in rows:
@@ -500,7 +510,7 @@ class Neo4jGraphStore(GraphStore):
         rows = self._query(
             f"MATCH (a:{BASE} {{id: $src}}), (b:{BASE} {{id: $dst}}) "
             f"MATCH p = allShortestPaths((a)-[*..{max_hops}]-(b)) "
-            "RETURN [n IN nodes(p) | {id: n.id, labels: labels(n), props: properties(n)}] AS nodes, "
+            f"RETURN [n IN nodes(p) | {{id: n.id, labels: labels(n), props: {_node_props('n')}}}] AS nodes, "
             "[r IN relationships(p) | {src: startNode(r).id, dst: endNode(r).id, type: type(r), props: properties(r)}] "
             "AS edges LIMIT $cap",
             src=src,
@@ -534,7 +544,7 @@ class Neo4jGraphStore(GraphStore):
         while True:
             rows = self._query(
                 f"MATCH (n:{label.value}) WHERE n.id > $after "
-                "RETURN n.id AS id, labels(n) AS labels, properties(n) AS props ORDER BY n.id LIMIT $page",
+                f"RETURN n.id AS id, labels(n) AS labels, {_node_props('n')} AS props ORDER BY n.id LIMIT $page",
                 after=after,
                 page=_PAGE,
             )
@@ -576,7 +586,7 @@ def _label(labels: list[str]) -> Label:
 
 
 def _node(row: dict[str, Any]) -> Node:
-    return Node(row["id"], _label(row["labels"]), _decode(row["props"], skip="id"))
+    return Node(row["id"], _label(row["labels"]), _decode(dict(row["props"]), skip="id"))
 
 
 def _reason(exc: BaseException) -> str:

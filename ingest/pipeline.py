@@ -29,6 +29,7 @@ from mmkg.graph.store import GraphStore
 from mmkg.ingest.entities import Entity, attribute_entities, extract_entities
 from mmkg.ingest.images import load_image
 from mmkg.ingest.records import Record, Skip
+from mmkg.retrieval.index import VectorIndex
 from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_json
@@ -223,22 +224,21 @@ class Ingestor:
         return _Prepared(rid, record, images, list(dict.fromkeys(texts)))
 
     def _add_image_vectors(self, prepared: Sequence[_Prepared]) -> int:
-        new: dict[str, Image.Image] = {}
-        for p in prepared:
-            for iid, img, *_ in p.images.values():
-                if iid not in self.vectors.images and iid not in new:
-                    new[iid] = img
+        candidates = {iid: img for p in prepared for iid, img, *_ in p.images.values()}
+        have = self.vectors.images.present(list(candidates))
+        new = {iid: img for iid, img in candidates.items() if iid not in have}
         if not new:
             return 0
         vecs = self.encoder.encode_images(list(new.values()), progress=len(new) > 512)
         return self.vectors.images.add(list(new), vecs)
 
-    def _add_vectors(self, index: Any, texts: dict[str, str]) -> int:
-        new = {k: v for k, v in texts.items() if k not in index}
+    def _add_vectors(self, index: VectorIndex, texts: dict[str, str]) -> int:
+        have = index.present(list(texts))
+        new = {k: v for k, v in texts.items() if k not in have}
         if not new:
             return 0
         vecs = self.encoder.encode_texts(list(new.values()), progress=len(new) > 512)
-        return int(index.add(list(new), vecs))
+        return index.add(list(new), vecs)
 
     # --- collection-wide passes ------------------------------------------------------------
 
@@ -270,12 +270,16 @@ class Ingestor:
         are noise); attribute entities are excluded because records state those outright.
         """
         mention_counts: Counter[str] = Counter(e.dst for e in self.store.iter_edges(Rel.MENTIONS))
-        vocab = [
+        candidates = [
             n.id
             for n in self.store.iter_nodes(Label.ENTITY)
-            if n.props.get("kind") != "attribute" and mention_counts[n.id] >= 2 and n.id in self.vectors.entities
+            if n.props.get("kind") != "attribute" and mention_counts[n.id] >= 2
         ]
-        image_ids = [n.id for n in self.store.iter_nodes(Label.IMAGE) if n.id in self.vectors.images]
+        encoded = self.vectors.entities.present(candidates)
+        vocab = [eid for eid in candidates if eid in encoded]
+        all_images = [n.id for n in self.store.iter_nodes(Label.IMAGE)]
+        encoded = self.vectors.images.present(all_images)
+        image_ids = [iid for iid in all_images if iid in encoded]
         if not vocab or not image_ids:
             return 0
         vocab_vecs = self.vectors.entities.get(vocab)

@@ -25,6 +25,10 @@ class VectorIndex(ABC):
     def get(self, ids: Sequence[str]) -> np.ndarray:
         """The stored vectors of `ids`, in order (KeyError for an unknown id)."""
 
+    def present(self, ids: Sequence[str]) -> set[str]:
+        """The ids among `ids` that hold a vector: one call (one round trip for a remote backend)."""
+        return {i for i in ids if i in self}
+
     @abstractmethod
     def remove(self, ids: Sequence[str]) -> int: ...
 

@@ -17,7 +17,7 @@ KINDS = ("images", "texts", "entities")
 
 @dataclass
 class Vectors:
-    """FAISS indexes over image, text and entity-name vectors of one workspace."""
+    """Indexes over image, text and entity-name vectors of one workspace (FAISS, or Neo4j's own)."""
 
     images: VectorIndex
     texts: VectorIndex
@@ -32,11 +32,19 @@ class Vectors:
 
     @classmethod
     def open(cls, settings: Settings, dim: int, encoder_id: str) -> Vectors:
-        """Open (or create) the indexes; refuse vectors made by a different encoder."""
-        from mmkg.retrieval.faiss_index import FaissIndex
+        """Open (or create) the indexes; refuse vectors made by a different encoder.
 
+        With `seed_source` neo4j the vectors live on the graph nodes in Neo4j, in its vector indexes."""
         folder = Workspace(settings.home).index_dir
         check_encoder(folder, encoder_id, dim)
+        if settings.seed_source == "neo4j":
+            from mmkg.graph.neo4j_server import connection_settings
+            from mmkg.retrieval.neo4j_index import open_indexes
+
+            return cls(*open_indexes(*connection_settings(settings), KINDS, dim))
+
+        from mmkg.retrieval.faiss_index import FaissIndex
+
         return cls(*(FaissIndex.open(folder / kind, dim, settings.exact_index_max) for kind in KINDS))
 
 

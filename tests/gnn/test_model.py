@@ -116,3 +116,20 @@ def test_entity_memory_is_learned_and_applies_by_name(world, tmp_path):
     a = RefinedGraph.compute(TrainedGnn(model, "e"), g).refined["Text"]
     b = RefinedGraph.compute(loaded, g).refined["Text"]
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_trimmed_layers_give_the_seeds_the_same_outputs(world):
+    from mmkg.gnn.sampler import HeteroNeighborSampler
+
+    g = build_hetero(world.store, world.vectors)
+    torch.manual_seed(0)
+    model = GraphRefiner(GnnConfig(dim=16, hidden=32, dropout=0.0))
+    for lin in model.out.values():
+        torch.nn.init.normal_(lin.weight, std=0.3)
+    model.eval()
+    batch = HeteroNeighborSampler(g.data, [50, 50]).sample({"Image": [0, 3], "Text": [1]})
+    full = model(batch.data.x_dict, batch.data.edge_index_dict)
+    trimmed = model(batch.data.x_dict, batch.data.edge_index_dict, limits=batch.layer_limits(2))
+    assert trimmed["Image"].shape[0] == 2 and trimmed["Text"].shape[0] == 1
+    assert torch.allclose(trimmed["Image"], full["Image"][:2], atol=1e-5)
+    assert torch.allclose(trimmed["Text"], full["Text"][:1], atol=1e-5)
