@@ -21,6 +21,7 @@ import time
 
 import faiss
 import numpy as np
+
 from mmkg.retrieval.faiss_index import FaissIndex, configure_threads
 
 DIM = 256

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+
 from mmkg.errors import MmkgError
 from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Node, Props, Rel, Subgraph
 from mmkg.graph.schema import Path as GPath

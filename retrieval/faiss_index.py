@@ -29,6 +29,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from mmkg.errors import MmkgError, UserInputError
 from mmkg.retrieval.index import VectorIndex
 from mmkg.workspace import atomic_write_bytes, atomic_write_json

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from mmkg.evaluation.metrics import (
     image_text_retrieval,
     mean_average_precision,

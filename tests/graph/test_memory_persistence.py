@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from mmkg.graph.memory import SNAPSHOT, WAL, MemoryGraphStore, StoreCorruptError, StoreLockedError
 from mmkg.graph.schema import Edge, Label, Node, Rel
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from mmkg.graph.schema import Edge, Label, Node, Rel
 from mmkg.graph.store import GraphStore
 

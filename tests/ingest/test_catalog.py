@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from mmkg.errors import UserInputError
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.mapping import Mapping, infer_mapping

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mmkg.errors import UserInputError
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.coco import CocoSource

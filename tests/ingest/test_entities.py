@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mmkg.ingest.entities import Entity, attribute_entities, extract_entities, load_nlp
 
 SAFE_NAME = r"^[^\W_](?:[\w' &.-]*[^\W_])?$"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from mmkg.errors import UserInputError
 from mmkg.ingest.flickr import FlickrSource
 from mmkg.ingest.records import Record, Skip

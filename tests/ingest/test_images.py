@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+
 from mmkg.errors import BadImageError
 from mmkg.ingest.images import check_image_paths, load_image, resolve_inside
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from mmkg.errors import UserInputError
 from mmkg.ingest.medpix import MedpixSource, diagnosis_names
 from mmkg.ingest.records import Record, Skip

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mmkg.retrieval.faiss_index import MANIFEST, FaissIndex, IndexCorruptError, IndexDimensionError
 
 DIM = 16
