@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from mmkg.collection import open_collection
-    from mmkg.ingest.images import load_image
-    from mmkg.retrieval.search import DenseRetriever, Query
+    from mmkg.retrieval.graph_retriever import open_graph_retriever
 
     settings = _settings(args)
+    query = _query(args, settings)
+    with open_collection(settings) as col:
+        retriever = open_graph_retriever(settings, col.store, col.vectors, col.encoder, mode=args.mode)
+        hits = retriever.search(query, k=args.k, target=args.target, where=_where(args.where))
+    if args.json:
+        _print_json({"query": args.text or args.image, "target": args.target, "results": [h.to_json() for h in hits]})
+        return 0
+    for rank, hit in enumerate(hits, 1):
+        shown = hit.path if hit.kind == "image" else hit.text
+        attrs = f"  [{', '.join(hit.attributes)}]" if hit.attributes else ""
+        print(f"{rank:2d}. {hit.score:.4f}  {hit.kind:5s}  {shown}{attrs}")
+        for line in hit.explanation.lines()[:3]:
+            print(f"      why: {line}")
+    return 0
+
+
+def _query(args: argparse.Namespace, settings: Settings) -> Any:
+    from mmkg.ingest.images import load_image
+    from mmkg.retrieval.search import Query
+
     if (args.text is None) == (args.image is None):
         raise UserInputError("give a query text or --image FILE (one of them)")
     if args.image is not None:
@@ -96,18 +116,48 @@ def cmd_search(args: argparse.Namespace) -> int:
         query = Query(image=image)
     else:
         query = Query(text=args.text)
+    return query
+
+
+def _where(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserInputError(f"--where takes key=value (for example colour=blue), not {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from mmkg.collection import open_collection
+    from mmkg.retrieval.graph_retriever import open_graph_retriever
+
+    settings = _settings(args)
+    query = _query(args, settings)
     with open_collection(settings) as col:
-        retriever = DenseRetriever(settings, col.store, col.vectors, col.encoder)
-        hits = retriever.search(query, k=args.k, target=args.target)
+        retriever = open_graph_retriever(settings, col.store, col.vectors, col.encoder, mode=args.mode)
+        explanation = retriever.explain(query, args.result_id)
     if args.json:
-        _print_json({"query": args.text or args.image, "target": args.target, "results": [h.to_json() for h in hits]})
-        return 0
-    for rank, hit in enumerate(hits, 1):
-        shown = hit.path if hit.kind == "image" else hit.text
-        attrs = f"  [{', '.join(hit.attributes)}]" if hit.attributes else ""
-        print(f"{rank:2d}. {hit.score:.4f}  {hit.kind:5s}  {shown}{attrs}")
-        for line in hit.explanation.lines()[:3]:
-            print(f"      why: {line}")
+        _print_json(explanation.to_json())
+    else:
+        lines = explanation.lines()
+        print("\n".join(lines) if lines else f"no path within the search's hops joins the query to {args.result_id}")
+    return 0
+
+
+def cmd_train_gnn(args: argparse.Namespace) -> int:
+    from mmkg.encoders.factory import create_encoder
+    from mmkg.gnn.train import train_gnn
+
+    settings = _settings(args)
+    summary = train_gnn(_existing_dir(args.data), settings, create_encoder(settings))
+    if args.json:
+        _print_json(_jsonable(summary))
+    else:
+        print(f"trained the GNN: {json.dumps(summary, default=str)}")
     return 0
 
 
@@ -205,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--if-missing", action="store_true", help="do nothing when heads are already trained")
     enc.add_argument("--json", action="store_true")
     enc.set_defaults(func=cmd_train_encoder)
+    gnn = train_sub.add_parser("gnn", parents=[common], help="train the GNN that refines the encoder's vectors")
+    gnn.add_argument("--data", required=True, help="a Flickr-layout training folder")
+    gnn.add_argument("--json", action="store_true")
+    gnn.set_defaults(func=cmd_train_gnn)
 
     ing = sub.add_parser("ingest", parents=[common], help="ingest a collection into the workspace")
     ing.add_argument("path", help="a collection folder or a catalog CSV")
@@ -219,8 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--image", help="an image file to search with")
     srch.add_argument("--target", choices=["images", "texts"], default="images")
     srch.add_argument("-k", type=int, default=10)
+    srch.add_argument("--mode", choices=["encoder", "gnn", "full"], help="default: full when a GNN is trained")
+    srch.add_argument("--where", action="append", metavar="KEY=VALUE", help="keep hits with this attribute/entity")
     srch.add_argument("--json", action="store_true")
     srch.set_defaults(func=cmd_search)
+
+    exp = sub.add_parser("explain", parents=[common], help="the graph paths from a query to one result")
+    exp.add_argument("text", nargs="?", help="the query text")
+    exp.add_argument("result_id", help="a result's id, as `mmkg search --json` prints it")
+    exp.add_argument("--image", help="an image file as the query")
+    exp.add_argument("--mode", choices=["encoder", "gnn", "full"])
+    exp.add_argument("--json", action="store_true")
+    exp.set_defaults(func=cmd_explain)
 
     st = sub.add_parser("stats", parents=[common], help="node and edge counts")
     st.add_argument("--json", action="store_true")
@@ -254,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (getattr(args, "log_level", None) or os.environ.get("MMKG_LOG_LEVEL") or "WARNING").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # a dependency's deprecation
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

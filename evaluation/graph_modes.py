@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmkg.encoders.base import Encoder
+from mmkg.evaluation.protocol import protocol_figures
 from mmkg.gnn.data import build_hetero
 from mmkg.gnn.refine import ENTITY, IMAGE, TEXT, TrainedGnn, refine_attached_queries
 from mmkg.graph.store import GraphStore
@@ -71,10 +72,12 @@ class ModeInputs:
         qt_entities = [[(e.id, e.score) for e in linker.for_text(c)] for c in captions]
         qi_entities = [[(e.id, e.score) for e in linker.for_vector(v, tag_top_k, tag_min_score)] for v in img_enc]
         epos = state.pos[ENTITY]
-        qt_ref = refine_attached_queries(trained.model, state.states, epos, txt_enc, "text",
-                                         [[e for e, _ in ents] for ents in qt_entities])
-        qi_ref = refine_attached_queries(trained.model, state.states, epos, img_enc, "image",
-                                         [[e for e, _ in ents] for ents in qi_entities])
+        qt_ref = refine_attached_queries(
+            trained.model, state.states, epos, txt_enc, "text", [[e for e, _ in ents] for ents in qt_entities]
+        )
+        qi_ref = refine_attached_queries(
+            trained.model, state.states, epos, img_enc, "image", [[e for e, _ in ents] for ents in qi_entities]
+        )
         return cls(
             state=state,
             image_rows=image_rows,
@@ -106,17 +109,10 @@ class ModeInputs:
         out = np.empty((len(q_ref), len(t_ref)), dtype=np.float32)
         for lo in range(0, len(q_ref), chunk):
             hi = min(len(q_ref), lo + chunk)
-            out[lo:hi] = fuse(self.state.graph, rows, q_ref[lo:hi] @ t_ref.T, q_enc[lo:hi] @ t_enc.T, ents[lo:hi],
-                              params)
+            out[lo:hi] = fuse(
+                self.state.graph, rows, q_ref[lo:hi] @ t_ref.T, q_enc[lo:hi] @ t_enc.T, ents[lo:hi], params
+            )
         return out
-
-
-def figures(t2i: np.ndarray, i2t: np.ndarray, owner: np.ndarray) -> dict[str, Any]:
-    """The protocol's figures (the `encoder` mode's shape) from a captions x images matrix and an
-    images x captions matrix."""
-    from mmkg.evaluation.protocol import protocol_figures  # late: protocol may import this module
-
-    return protocol_figures(t2i, i2t, np.asarray(owner))
 
 
 def graph_mode_figures(
@@ -142,11 +138,11 @@ def graph_mode_figures(
     s = settings or Settings()
     inputs = ModeInputs.build(trained, store, vectors, image_ids, text_ids, captions, s.tag_top_k, s.tag_min_score)
     out: dict[str, Any] = {
-        "gnn": figures(inputs.dense_scores("t2i", True), inputs.dense_scores("i2t", True), owner),
+        "gnn": protocol_figures(inputs.dense_scores("t2i", True), inputs.dense_scores("i2t", True), owner),
     }
     t2i = inputs.full_scores("t2i", params_for(trained.fusion, "text"))
     i2t = inputs.full_scores("i2t", params_for(trained.fusion, "image"))
-    out["full"] = figures(t2i, i2t, owner)
+    out["full"] = protocol_figures(t2i, i2t, owner)
     out["full"]["fusion"] = dict(trained.fusion)
     return out
 
@@ -228,15 +224,19 @@ def catalog_figures(
             if kind == "text":
                 ents = [[(e.id, e.score) for e in linker.for_text(q.texts[0].text)] for q in queries]
             else:
-                ents = [[(e.id, e.score) for e in linker.for_vector(v, settings.tag_top_k, settings.tag_min_score)]
-                        for v in q_enc]
-            q_ref = refine_attached_queries(trained.model, state.states, epos, q_enc, kind,
-                                            [[e for e, _ in es] for es in ents])
+                ents = [
+                    [(e.id, e.score) for e in linker.for_vector(v, settings.tag_top_k, settings.tag_min_score)]
+                    for v in q_enc
+                ]
+            q_ref = refine_attached_queries(
+                trained.model, state.states, epos, q_enc, kind, [[e for e, _ in es] for es in ents]
+            )
             scores = {
                 "encoder": q_enc @ t_enc.T,
                 "gnn": q_ref @ t_ref.T,
-                "full": fuse(state.graph, rows, q_ref @ t_ref.T, q_enc @ t_enc.T, ents,
-                             params_for(trained.fusion, kind)),
+                "full": fuse(
+                    state.graph, rows, q_ref @ t_ref.T, q_enc @ t_enc.T, ents, params_for(trained.fusion, kind)
+                ),
             }
             out[direction] = {
                 mode: {"mAP": round(mean_average_precision(s, rel), 2), "ndcg@10": round(ndcg_at_k(s, rel, 10), 2)}

@@ -134,6 +134,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """`{"encoder": figures, "meta": {...}}`: the protocol on a Flickr-layout folder."""
     from mmkg.encoders.factory import create_encoder
+    from mmkg.evaluation.graph_modes import graph_mode_figures
+    from mmkg.gnn.refine import load_gnn
 
     source = open_source(data, "flickr")
     records = [r for r in source.records() if isinstance(r, Record)]
@@ -143,10 +145,17 @@ def evaluate(
         raise UserInputError(f"no usable image-caption pairs in {data}")
     encoder = encoder or create_encoder(settings)  # the user's trained heads, from the user's workspace
     started = time.perf_counter()
+    trained = load_gnn(settings, encoder, required=False)  # from the user's workspace, if trained
     with eval_workspace(records, source.name, settings, encoder, progress) as ev:
         t2i = full_similarity(ev.vectors.images, ev.vectors.texts.get(ev.text_ids), ev.image_ids)
         i2t = full_similarity(ev.vectors.texts, ev.vectors.images.get(ev.image_ids), ev.text_ids)
         result: dict[str, Any] = {"encoder": protocol_figures(t2i, i2t, ev.caption_owner)}
+        if trained is not None:
+            result.update(
+                graph_mode_figures(
+                    trained, ev.store, ev.vectors, ev.image_ids, ev.text_ids, ev.caption_owner, ev.captions, settings
+                )
+            )
         result["meta"] = {
             "data": str(data),
             "images": len(ev.image_ids),
