@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from mmkg.errors import ModelNotReadyError
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
+
+from mmkg.errors import ModelNotReadyError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
 from mmkg.encoders.backbones import MAX_THREADS, PROGRESS_MIN_ITEMS, batched, limit_threads
 from mmkg.encoders.base import Encoder, l2_normalize
 from mmkg.errors import ModelNotReadyError
-from PIL import Image
-from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 

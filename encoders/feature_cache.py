@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from mmkg.workspace import atomic_write_bytes
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
 from mmkg.encoders.backbones import (
     IMAGE_BACKBONE,
     IMAGE_FEATURE,
@@ -46,8 +49,6 @@ from mmkg.encoders.base import Encoder, l2_normalize
 from mmkg.errors import ModelNotReadyError
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_bytes, atomic_write_json
-from PIL import Image
-from torch import nn
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+
 from mmkg.encoders.backbones import (
     IMAGE_FEATURE,
     IMAGE_VIEWS,
@@ -48,7 +50,6 @@ from mmkg.evaluation.metrics import image_text_retrieval
 from mmkg.ingest.images import load_image, read_image_bytes, resolve_inside
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
-from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from mmkg.encoders.clip import ClipEncoder
 from mmkg.encoders.factory import clear_encoder_cache, create_encoder
 from mmkg.errors import ModelNotReadyError
 from mmkg.settings import Settings
-from PIL import Image
 
 SPECIALS = ["<|startoftext|>", "<|endoftext|>"]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mmkg.encoders.feature_cache import FeatureCache, sha256_bytes, text_key
 
 

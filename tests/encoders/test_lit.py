@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from mmkg.encoders.backbones import get_image_tower, get_text_tower
 from mmkg.encoders.factory import clear_encoder_cache, create_encoder
 from mmkg.encoders.lit import LitEncoder, lit_model_dir
