@@ -68,18 +68,22 @@ def lit_model_dir(settings: Settings) -> Path:
 class ProjectionHead(nn.Module):
     """Standardise the frozen feature, then a residual MLP into the shared space.
 
-    ``y = W_skip z + MLP(z)``, with ``z = (x - mean) / std`` (statistics of the training features,
-    stored as buffers). The linear skip keeps the head at least as good as a linear probe; the MLP
-    adds the non-linear part.
+    ``y = W_skip z + MLP(z)``, with ``z = dropout_in((x - mean) / std)`` (statistics of the training
+    features, stored as buffers). The linear skip keeps the head at least as good as a linear probe;
+    the MLP adds the non-linear part. Both dropouts act only in training: the frozen features of
+    6,000 images are few, and without them the heads overfit within a few epochs.
     """
 
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int, depth: int = 2, dropout: float = 0.1) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: int, depth: int = 2, dropout: float = 0.5, input_dropout: float = 0.3
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
+        self.input_dropout = nn.Dropout(input_dropout)
         layers: list[nn.Module] = []
         d = in_dim
         for _ in range(max(0, depth - 1)):
@@ -94,7 +98,7 @@ class ProjectionHead(nn.Module):
         self.std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.mean) / self.std
+        z = self.input_dropout((x - self.mean) / self.std)
         y = self.mlp(z)
         if self.skip is not None:
             y = y + self.skip(z)
@@ -108,15 +112,16 @@ class LitHeads(nn.Module):
         self,
         image_dim: int,
         text_dim: int,
-        embed_dim: int = 256,
-        hidden: int = 1024,
+        embed_dim: int = 512,
+        hidden: int = 2048,
         depth: int = 2,
-        dropout: float = 0.1,
+        dropout: float = 0.5,
+        input_dropout: float = 0.3,
         init_temperature: float = 0.07,
     ) -> None:
         super().__init__()
-        self.image = ProjectionHead(image_dim, embed_dim, hidden, depth, dropout)
-        self.text = ProjectionHead(text_dim, embed_dim, hidden, depth, dropout)
+        self.image = ProjectionHead(image_dim, embed_dim, hidden, depth, dropout, input_dropout)
+        self.text = ProjectionHead(text_dim, embed_dim, hidden, depth, dropout, input_dropout)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
 
     @property
@@ -138,6 +143,7 @@ class LitHeads(nn.Module):
             hidden=int(arch["hidden"]),
             depth=int(arch["depth"]),
             dropout=float(arch.get("dropout", 0.0)),
+            input_dropout=float(arch.get("input_dropout", 0.0)),
         )
 
 

@@ -57,10 +57,12 @@ EXTRACT_CHUNK = 256
 """Images per cache chunk while extracting: the most work a crash can lose."""
 
 DEFAULTS: dict[str, Any] = {
-    "embed_dim": 256,
-    "hidden": 1024,
+    "embed_dim": 512,
+    "hidden": 2048,
     "depth": 2,
-    "dropout": 0.1,
+    "dropout": 0.5,
+    "input_dropout": 0.3,
+    "all_captions": True,
     "epochs": 40,
     "batch_size": 256,
     "lr": 1e-3,
@@ -220,6 +222,27 @@ def cached_text_features(texts: Sequence[str], settings: Settings, progress: boo
     return feats
 
 
+def contrastive_loss(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, owner: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of distinct images and all their captions.
+
+    ``owner[t]`` is the batch row of the image that caption t describes. Text->image: each
+    caption's softmax over the batch's images. Image->text: for each (image, own caption) pair,
+    the softmax over that caption and every caption of the *other* images (the image's other
+    captions are not treated as negatives). With one caption per image this is exactly CLIP's loss.
+    """
+    logits = logit_scale.exp().clamp(max=100.0) * text_emb @ image_emb.T  # (captions, images)
+    t2i = F.cross_entropy(logits, owner)
+    per_image = logits.T  # (images, captions)
+    positive = owner[None, :] == torch.arange(image_emb.shape[0], device=owner.device)[:, None]
+    negatives = torch.logsumexp(per_image.masked_fill(positive, float("-inf")), dim=1)  # (images,)
+    pos_logits = per_image.T[torch.arange(owner.shape[0]), owner]  # (captions,) own image's logit
+    neg = negatives[owner]
+    i2t = (torch.logaddexp(pos_logits, neg) - pos_logits).mean()
+    return 0.5 * (t2i + i2t)
+
+
 def _holdout_split(keys: Sequence[str], holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed slice of the training images for model selection, chosen by hashing (order-free)."""
     n = len(keys)
@@ -288,6 +311,7 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
         "hidden": int(hp["hidden"]),
         "depth": int(hp["depth"]),
         "dropout": float(hp["dropout"]),
+        "input_dropout": float(hp["input_dropout"]),
     }
     heads = LitHeads.from_arch(arch)
     with torch.no_grad():
@@ -336,12 +360,15 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
             if "hflip" in view_t:
                 flip = torch.from_numpy(rng.random(len(idx)) < 0.5)[:, None]
                 x = torch.where(flip, view_t["hflip"][idx], x)
-            cap = cap_start[idx] + (rng.random(len(idx)) * cap_count[idx]).astype(np.int64)
+            if hp["all_captions"]:
+                owner = np.repeat(np.arange(len(idx)), cap_count[idx])
+                cap = np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in idx])
+            else:
+                owner = np.arange(len(idx))
+                cap = cap_start[idx] + (rng.random(len(idx)) * cap_count[idx]).astype(np.int64)
             ie = heads.embed_images(x)
             te = heads.embed_texts(txt_t[cap])
-            logits = heads.logit_scale.exp().clamp(max=100.0) * ie @ te.T
-            target = torch.arange(len(idx))
-            loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+            loss = contrastive_loss(ie, te, torch.from_numpy(owner), heads.logit_scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
