@@ -54,14 +54,14 @@ from neo4j.exceptions import (
 )
 
 from mmkg.errors import MmkgError, StoreUnavailableError
+from mmkg.graph.neo4j_store import BASE, VECTOR_PREFIX
 from mmkg.retrieval.faiss_index import IndexDimensionError
 from mmkg.retrieval.index import VectorIndex
 
 log = logging.getLogger(__name__)
 
-BASE = "MmkgNode"
-VECTOR_PROPERTY_PREFIX = "mmkg_vec_"
-"""Every vector property's name starts with this (a store may leave such keys out of Node.props)."""
+VECTOR_PROPERTY_PREFIX = VECTOR_PREFIX
+"""Every vector property's name starts with this; the store leaves such keys out of Node.props."""
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _MAX_DIM = 4096  # Neo4j 5.26's limit for vector.dimensions
 _QUERY_BATCH = 64  # queries per round trip
