@@ -25,8 +25,8 @@ from mmkg.evaluation.protocol import protocol_figures
 from mmkg.gnn.data import build_hetero
 from mmkg.gnn.refine import ENTITY, IMAGE, TEXT, TrainedGnn, refine_attached_queries
 from mmkg.graph.store import GraphStore
-from mmkg.retrieval.fusion import FusionParams, fuse, params_for
-from mmkg.retrieval.graph_retriever import GraphState
+from mmkg.retrieval.fusion import FusionParams, Signals, combine, fuse, params_for, walk_scores
+from mmkg.retrieval.graph_retriever import GraphState, query_signals
 from mmkg.retrieval.query_entities import QueryLinker
 from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
@@ -98,21 +98,37 @@ class ModeInputs:
             return self.qt_ref @ self.img_ref.T if refined else self.txt_enc @ self.img_enc.T
         return self.qi_ref @ self.txt_ref.T if refined else self.img_enc @ self.txt_enc.T
 
-    def full_scores(self, direction: str, params: FusionParams, chunk: int = 1000) -> np.ndarray:
+    def _direction(self, direction: str) -> tuple[np.ndarray, np.ndarray, list[list[tuple[str, float]]], np.ndarray,
+                                                   np.ndarray, np.ndarray, str, str]:
+        """(query refined, query encoder, query entities, target refined, target encoder, target graph rows,
+        target kind, query kind) of one direction."""
         n_img = len(self.state.ids[IMAGE])
         if direction == "t2i":
-            q_ref, q_enc, ents = self.qt_ref, self.txt_enc, self.qt_entities
-            t_ref, t_enc, rows = self.img_ref, self.img_enc, self.image_rows
-        else:
-            q_ref, q_enc, ents = self.qi_ref, self.img_enc, self.qi_entities
-            t_ref, t_enc, rows = self.txt_ref, self.txt_enc, self.text_rows + n_img
-        out = np.empty((len(q_ref), len(t_ref)), dtype=np.float32)
+            return (self.qt_ref, self.txt_enc, self.qt_entities, self.img_ref, self.img_enc, self.image_rows,
+                    IMAGE, TEXT)
+        return (self.qi_ref, self.img_enc, self.qi_entities, self.txt_ref, self.txt_enc, self.text_rows + n_img,
+                TEXT, IMAGE)
+
+    def signals(self, direction: str) -> Signals:
+        """The fusion signals of every query against every target. Each query is new to the collection:
+        its own node (a test caption, a test image) is left out of the neighbourhoods it is scored with."""
+        q_ref, q_enc, _, _, _, _, nt, qt = self._direction(direction)
+        targets = self.image_rows if nt == IMAGE else self.text_rows
+        twins = self.text_rows if qt == TEXT else self.image_rows
+        return query_signals(self.state, targets, nt, "text" if qt == TEXT else "image", q_ref, q_enc, twins)
+
+    def walk(self, direction: str, params: FusionParams, chunk: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """(walk scores, seed mask) of every query against every target, as `fusion.walk_scores` gives them."""
+        q_ref, _, ents, t_ref, _, rows, _, _ = self._direction(direction)
+        walk = np.zeros((len(q_ref), len(t_ref)), np.float32)
+        seeds = np.zeros((len(q_ref), len(t_ref)), bool)
         for lo in range(0, len(q_ref), chunk):
             hi = min(len(q_ref), lo + chunk)
-            out[lo:hi] = fuse(
-                self.state.graph, rows, q_ref[lo:hi] @ t_ref.T, q_enc[lo:hi] @ t_enc.T, ents[lo:hi], params
-            )
-        return out
+            walk[lo:hi], seeds[lo:hi] = walk_scores(self.state.graph, rows, q_ref[lo:hi] @ t_ref.T, ents[lo:hi], params)
+        return walk, seeds
+
+    def full_scores(self, direction: str, params: FusionParams) -> np.ndarray:
+        return combine(self.signals(direction), *self.walk(direction, params), params)
 
 
 def graph_mode_figures(
@@ -234,12 +250,12 @@ def catalog_figures(
             scores = {
                 "encoder": q_enc @ t_enc.T,
                 "gnn": q_ref @ t_ref.T,
-                "full": fuse(
-                    state.graph, rows, q_ref @ t_ref.T, q_enc @ t_enc.T, ents, params_for(trained.fusion, kind)
-                ),
+                "full": fuse(state.graph, rows, query_signals(state, rows, IMAGE, kind, q_ref, q_enc), ents,
+                             params_for(trained.fusion, kind)),
             }
             out[direction] = {
                 mode: {"mAP": round(mean_average_precision(s, rel), 2), "ndcg@10": round(ndcg_at_k(s, rel, 10), 2)}
                 for mode, s in scores.items()
             }
     return out
+

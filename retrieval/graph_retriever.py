@@ -38,7 +38,8 @@ from mmkg.graph.schema import Label
 from mmkg.graph.store import GraphStore
 from mmkg.retrieval.expansion import LABEL_CODE, GraphIndex
 from mmkg.retrieval.explain import QueryContext, explain_node
-from mmkg.retrieval.fusion import FusionParams, fuse, params_for
+from mmkg.retrieval.fusion import FusionParams, Signals, combine, params_for, start_matrix
+from mmkg.retrieval.neighbourhood import Neighbourhoods
 from mmkg.retrieval.query_entities import QueryEntity
 from mmkg.retrieval.search import DenseRetriever, Explanation, Hit, Query, Target
 from mmkg.retrieval.vectors import Vectors
@@ -51,7 +52,7 @@ Mode = Literal["encoder", "gnn", "full"]
 MODES: tuple[str, ...] = ("encoder", "gnn", "full")
 FILTER_EXACT_MAX = 50_000
 """A filter that keeps at most this many items is answered by scoring every one of them exactly."""
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -67,6 +68,8 @@ class GraphState:
     membership: dict[str, sp.csr_matrix]
     """`Entity->Image` and `Entity->Text` incidence (an item with the entity, or in a record whose
     other member has it): what filters select."""
+    neighbours: Neighbourhoods
+    """Each image's and text's nearest images and texts by refined vector (the similarity graph)."""
 
     @classmethod
     def compute(cls, trained: TrainedGnn | None, data: GraphData, max_fanout: int = 64) -> GraphState:
@@ -78,14 +81,16 @@ class GraphState:
             refined_vecs = {nt: data.data[nt].x.numpy() for nt in data.ids}
             states = []
         graph = graph_index_from_data(data, max_fanout)
+        refined = {nt: np.ascontiguousarray(refined_vecs[nt]) for nt in (IMAGE, TEXT)}
         return cls(
             ids=data.ids,
             pos=data.index,
             encoder_vecs={nt: np.ascontiguousarray(data.data[nt].x.numpy()) for nt in (IMAGE, TEXT)},
-            refined_vecs={nt: np.ascontiguousarray(refined_vecs[nt]) for nt in (IMAGE, TEXT)},
+            refined_vecs=refined,
             states=states,
             graph=graph,
             membership=_membership(data),
+            neighbours=Neighbourhoods.compute(refined),
         )
 
     def save(self, folder: Path, key: str) -> None:
@@ -106,6 +111,7 @@ class GraphState:
             m = m.tocsr()
             arrays.update({f"m_{name}_data": m.data, f"m_{name}_indices": m.indices, f"m_{name}_indptr": m.indptr})
             arrays[f"m_{name}_shape"] = np.asarray(m.shape)
+        arrays.update(self.neighbours.to_arrays())
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(folder / "state.npz", buf.getvalue())
         atomic_write_json(
@@ -145,6 +151,7 @@ class GraphState:
             states=states,
             graph=GraphIndex(all_ids, z["labels"], transition, int(meta["max_fanout"])),
             membership=membership,
+            neighbours=Neighbourhoods.from_arrays(z),
         )
 
 
@@ -432,15 +439,12 @@ class GraphRanker:
         if self.mode != "full" or self.trained is None:
             return seeds[:k], seeds
         # Full: expansion from the seeds and the query's entities over the walk matrix.
-        graph = self.state.graph
         offset = 0 if nt == IMAGE else len(self.state.ids[IMAGE])
-        ents = [list(entities)]
-        from mmkg.retrieval.fusion import start_matrix
-
-        start = start_matrix(graph, (seed_rows + offset)[None], seed_sims[None], ents, params)
         reached: np.ndarray = np.empty(0, np.int64)
         g_vals: np.ndarray = np.empty(0, np.float32)
         if params.w_graph > 0:
+            graph = self.state.graph
+            start = start_matrix(graph, (seed_rows + offset)[None], seed_sims[None], [list(entities)], params)
             mass = graph.expand(start, hops=params.hops, beam=params.beam, decay=params.decay).mass
             cols, vals = mass.indices, mass.data
             in_type = (cols >= offset) & (cols < offset + len(ids_))
@@ -453,34 +457,40 @@ class GraphRanker:
                 keep = g_vals >= max(cut, 1e-30)
                 reached, g_vals = reached[keep], g_vals[keep]
         cand_rows = np.union1d(seed_rows, reached)
-        g = np.zeros(len(cand_rows), np.float32)
+        walk = np.zeros((1, len(cand_rows)), np.float32)
         if len(reached):
-            g[np.searchsorted(cand_rows, reached)] = g_vals
-            if g.max() > 0:
-                g = g / g.max()
-        ref_s = vecs[cand_rows] @ q
-        enc_s = self.state.encoder_vecs[nt][cand_rows] @ q_enc
-        fused = params.w_refined * ref_s + params.w_encoder * enc_s + params.w_graph * g
+            walk[0, np.searchsorted(cand_rows, reached)] = g_vals / max(float(g_vals.max()), 1e-12)
+        signals = query_signals(self.state, cand_rows, nt, kind, q[None], q_enc[None])
+        fused = combine(signals, walk, np.ones_like(walk, bool), params)[0]
         top = np.argsort(-fused, kind="stable")[:k]
         return [(ids_[cand_rows[i]], float(fused[i])) for i in top], seeds
 
 
-def _kind(query: Query) -> str:
-    return "text" if query.text is not None else "image"
-
-
-def batch_full_scores(
+def query_signals(
     state: GraphState,
+    rows: np.ndarray,
+    nt: str,
+    kind: str,
     q_ref: np.ndarray,
     q_enc: np.ndarray,
-    entities: list[list[tuple[str, float]]],
-    nt: str,
-    params: FusionParams,
-) -> np.ndarray:
-    """Fused scores of many queries against every `nt` item (what evaluation uses)."""
-    offset = 0 if nt == IMAGE else len(state.ids[IMAGE])
-    rows = np.arange(len(state.ids[nt])) + offset
-    return fuse(state.graph, rows, q_ref @ state.refined_vecs[nt].T, q_enc @ state.encoder_vecs[nt].T, entities, params)
+    twins: np.ndarray | None = None,
+) -> Signals:
+    """The fusion signals of queries (refined `q_ref`, encoder `q_enc`, modality `kind`) against the `nt`
+    items at `rows`. `twins[i]`: the row of query i's own item in the collection, -1 for none (an item is
+    never evidence for itself)."""
+    qt = TEXT if kind == "text" else IMAGE
+    nb, vecs = state.neighbours, state.refined_vecs
+    return Signals(
+        refined=q_ref @ vecs[nt][rows].T,
+        encoder=q_enc @ state.encoder_vecs[nt][rows].T,
+        hub=nb.hub[(nt, qt)][rows],
+        echo_query=nb.echo(nt, qt, rows, q_ref, vecs[qt], twins),
+        echo_target=nb.echo(nt, nt, rows, q_ref, vecs[nt], twins if nt == qt else None),
+    )
+
+
+def _kind(query: Query) -> str:
+    return "text" if query.text is not None else "image"
 
 
 def open_graph_retriever(
