@@ -11,7 +11,8 @@ Timed per query, after warm-up, single process (torch and FAISS limited to 2 thr
 * `faiss`   FAISS alone: top-k over the encoder vectors (exact up to 100k, as the workspace index).
 * `encoder` the graph retriever's encoder mode (FAISS top-k through the same ranker).
 * `gnn`     inductive refinement of the query + FAISS top-k over refined vectors.
-* `full`    `gnn` + 2-hop expansion from 50 seeds and the query's entities + fusion.
+* `full`    `gnn` + 2-hop expansion from 50 seeds and the query's entities + fusion with every term on
+            (encoder similarity, walk, hubness and both echoes from the similarity neighbourhoods).
 Query encoding and entity linking are the same in every mode and left out.
 """
 
@@ -100,7 +101,8 @@ def bench(n: int, queries: int, k: int = 10) -> dict[str, Any]:
     model = GraphRefiner(GnnConfig(dim=DIM))
     for lin in model.out.values():
         torch.nn.init.normal_(lin.weight, std=0.02)
-    fusion = {f"text.{key}": v for key, v in FusionParams(w_graph=0.1, w_encoder=0.3).to_json().items()}
+    fusion = {f"text.{key}": v for key, v in FusionParams(
+        w_graph=0.1, w_encoder=0.3, w_hub=0.5, w_echo_query=0.6, w_echo_target=0.3).to_json().items()}
     trained = TrainedGnn(model.eval(), "synthetic", fusion=fusion)
     state = GraphState.compute(trained, gd)
     build_s = time.perf_counter() - t0

@@ -184,6 +184,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         for mode, figures in result.items():
+            if mode != "meta" and isinstance(figures, dict) and "t2i" not in figures:  # the catalog protocol
+                print(f"{mode:8s} " + "  ".join(f"{d} mAP {f['mAP']:.1f} ndcg@10 {f['ndcg@10']:.1f}"
+                                               for d, f in figures.items()))
             if not isinstance(figures, dict) or "t2i" not in figures:
                 continue
             t2i, i2t = figures["t2i"], figures["i2t"]
@@ -290,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_stats)
 
-    ev = sub.add_parser("eval", parents=[common], help="image-text retrieval protocol on a Flickr-layout folder")
+    ev = sub.add_parser("eval", parents=[common],
+                        help="retrieval protocol on a Flickr-layout folder (R@K both ways) or a catalog (mAP, NDCG@10)")
     ev.add_argument("--data", required=True)
     ev.add_argument("--limit", type=int, help="evaluate on the first N images only")
     ev.add_argument("--json", action="store_true")

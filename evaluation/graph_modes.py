@@ -164,7 +164,7 @@ def graph_mode_figures(
 
 
 def catalog_figures(
-    trained: TrainedGnn,
+    trained: TrainedGnn | None,
     settings: Settings,
     encoder: Encoder,
     data_dir: Path,
@@ -175,7 +175,7 @@ def catalog_figures(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Catalog retrieval (the fashion set): mAP and NDCG@10 of the three modes.
+    """Catalog retrieval (the fashion set): mAP and NDCG@10 of the three modes (`encoder` alone without a GNN).
 
     Products are split (seeded) into a corpus, ingested into a fresh workspace at `home`, and
     held-out queries that are NOT in the graph. A query is a held-out product's name (text->image) or
@@ -233,29 +233,28 @@ def catalog_figures(
         state = GraphState.compute(trained, build_hetero(store, vectors))
         linker = QueryLinker(store, vectors.entities)
         rows = np.asarray([state.pos[IMAGE][i] for i in corpus_ids], dtype=np.int64)
-        t_ref, t_enc = state.refined_vecs[IMAGE][rows], state.encoder_vecs[IMAGE][rows]
-        out: dict[str, Any] = {"corpus": len(corpus_ids), "queries": len(queries), "relevance": list(relevance_keys)}
+        out: dict[str, Any] = {}
         epos = state.pos[ENTITY]
         for direction, q_enc, kind in (("text->image", q_txt, "text"), ("image->image", q_img, "image")):
-            if kind == "text":
-                ents = [[(e.id, e.score) for e in linker.for_text(q.texts[0].text)] for q in queries]
-            else:
-                ents = [
-                    [(e.id, e.score) for e in linker.for_vector(v, settings.tag_top_k, settings.tag_min_score)]
-                    for v in q_enc
-                ]
-            q_ref = refine_attached_queries(
-                trained.model, state.states, epos, q_enc, kind, [[e for e, _ in es] for es in ents]
-            )
-            scores = {
-                "encoder": q_enc @ t_enc.T,
-                "gnn": q_ref @ t_ref.T,
-                "full": fuse(state.graph, rows, query_signals(state, rows, IMAGE, kind, q_ref, q_enc), ents,
-                             params_for(trained.fusion, kind)),
-            }
-            out[direction] = {
-                mode: {"mAP": round(mean_average_precision(s, rel), 2), "ndcg@10": round(ndcg_at_k(s, rel, 10), 2)}
-                for mode, s in scores.items()
-            }
+            scores = {"encoder": q_enc @ state.encoder_vecs[IMAGE][rows].T}
+            if trained is not None:
+                if kind == "text":
+                    ents = [[(e.id, e.score) for e in linker.for_text(q.texts[0].text)] for q in queries]
+                else:
+                    ents = [
+                        [(e.id, e.score) for e in linker.for_vector(v, settings.tag_top_k, settings.tag_min_score)]
+                        for v in q_enc
+                    ]
+                q_ref = refine_attached_queries(
+                    trained.model, state.states, epos, q_enc, kind, [[e for e, _ in es] for es in ents]
+                )
+                signals = query_signals(state, rows, IMAGE, kind, q_ref, q_enc)
+                scores["gnn"] = signals.refined
+                scores["full"] = fuse(state.graph, rows, signals, ents, params_for(trained.fusion, kind))
+            for mode, sc in scores.items():
+                out.setdefault(mode, {})[direction] = {
+                    "mAP": round(mean_average_precision(sc, rel), 2),
+                    "ndcg@10": round(ndcg_at_k(sc, rel, 10), 2),
+                }
+        out["meta"] = {"corpus": len(corpus_ids), "queries": len(queries), "relevance": list(relevance_keys)}
     return out
-

@@ -24,7 +24,7 @@ from mmkg.graph import ids
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Rel
 from mmkg.graph.store import GraphStore
-from mmkg.ingest.detect import open_source
+from mmkg.ingest.detect import detect_formats, open_source
 from mmkg.ingest.pipeline import Ingestor
 from mmkg.ingest.records import Record, TextField
 from mmkg.retrieval.index import VectorIndex
@@ -132,11 +132,21 @@ def eval_workspace(
 def evaluate(
     data: Path, settings: Settings, limit: int | None = None, encoder: Encoder | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """`{"encoder": figures, "meta": {...}}`: the protocol on a Flickr-layout folder."""
+    """`{"encoder": figures, "meta": {...}}`: the protocol on a Flickr-layout folder, or the catalog
+    protocol (`graph_modes.catalog_figures`) on a catalog CSV folder such as the fashion set."""
     from mmkg.encoders.factory import create_encoder
-    from mmkg.evaluation.graph_modes import graph_mode_figures
+    from mmkg.evaluation.graph_modes import catalog_figures, graph_mode_figures
     from mmkg.gnn.refine import load_gnn
 
+    if detect_formats(data) == ["catalog"]:
+        encoder = encoder or create_encoder(settings)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="mmkg-eval-") as tmp:
+            result = catalog_figures(load_gnn(settings, encoder, required=False), settings, encoder, data, Path(tmp),
+                                     max_products=limit, progress=progress)
+        result["meta"].update(data=str(data), encoder=encoder.fingerprint,
+                              seconds=round(time.perf_counter() - started, 1))
+        return result
     source = open_source(data, "flickr")
     records = [r for r in source.records() if isinstance(r, Record)]
     if limit is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,5 +177,23 @@ def refine_attached_queries(
     et = REV_MENTIONS if kind == "text" else REV_DEPICTS
     nt = TEXT if kind == "text" else IMAGE
     x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-    out = model.refine_attached(x, nt, [(et, ENTITY, edge_index)], states)
+    with _threads(1 if len(vectors) <= FEW_QUERIES else torch.get_num_threads()):
+        out = model.refine_attached(x, nt, [(et, ENTITY, edge_index)], states)
     return np.ascontiguousarray(out.numpy(), dtype=np.float32)
+
+
+FEW_QUERIES = 16
+"""Up to this many queries are refined on one thread: their tensors are tiny, and a second thread
+only adds hand-off latency (the p95 of one query fell from 100 ms to 5 ms on a busy 2-core machine)."""
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)

@@ -110,12 +110,13 @@ class Neighbourhoods:
         n_q = len(queries)
         if rows.shape[1] == 0 or len(targets) == 0:
             return np.zeros((n_q, len(targets)), np.float32)
-        needed, where = np.unique(rows, return_inverse=True)
-        heard = (queries @ bank_vecs[needed].T)[:, where.reshape(rows.shape)]  # (q, t, m+1)
-        keep = np.ones((n_q, *rows.shape), dtype=bool)
+        if twins is None:  # nobody to leave out: the first ECHO_M neighbours
+            rows, sims = rows[:, :ECHO_M], sims[:, :ECHO_M]
+        w = np.exp((sims - sims[:, :1]) / ECHO_TEMPERATURE)[None]  # (1, t, m)
         if twins is not None:
-            keep &= rows[None, :, :] != np.asarray(twins)[:, None, None]
-        keep &= np.cumsum(keep, axis=2) <= ECHO_M  # the first ECHO_M that are not the query
-        w = np.where(keep, np.exp((sims - sims[:, :1]) / ECHO_TEMPERATURE)[None], 0.0)
-        w /= np.maximum(w.sum(axis=2, keepdims=True), 1e-12)
+            keep = rows[None, :, :] != np.asarray(twins)[:, None, None]
+            keep &= np.cumsum(keep, axis=2) <= ECHO_M  # the first ECHO_M that are not the query
+            w = np.where(keep, w, 0.0)
+        w = w / np.maximum(w.sum(axis=2, keepdims=True), 1e-12)
+        heard = (queries @ bank_vecs[rows.ravel()].T).reshape(n_q, *rows.shape)
         return (w * heard).sum(axis=2).astype(np.float32)

@@ -59,3 +59,17 @@ def test_figures_from_a_perfect_ranking_are_100() -> None:
     t2i = np.eye(2)[owner]  # each caption scores its own image 1, the other 0
     figs = protocol_figures(t2i, t2i.T, owner)
     assert figs["t2i"]["R@1"] == figs["i2t"]["R@1"] == 100.0 and figs["mAP"] == 100.0
+
+
+def test_a_catalog_folder_gets_the_catalog_protocol(trained_home: Path, fashion_subset, tmp_path: Path) -> None:
+    """`mmkg eval` on a catalog: held-out products query the rest; relevance is the same articleType and
+    baseColour; mAP and NDCG@10 per direction (encoder only: this workspace has no GNN)."""
+    catalog = fashion_subset(tmp_path / "fashion", 80)
+    result = evaluate(catalog, Settings.load(home=trained_home), progress=False)
+    assert set(result) == {"encoder", "meta"}
+    for direction in ("text->image", "image->image"):
+        figures = result["encoder"][direction]
+        assert set(figures) == {"mAP", "ndcg@10"} and all(0 < v <= 100 for v in figures.values())
+    meta = result["meta"]
+    assert meta["relevance"] == ["articleType", "baseColour"]
+    assert 0 < meta["queries"] < meta["corpus"] and meta["corpus"] + meta["queries"] <= 80
