@@ -121,6 +121,9 @@ class Trainer:
             self.captions_of[int(o)].append(t)
 
     def _batch_loss(self, images: np.ndarray) -> tuple[torch.Tensor, float, float]:
+        # Byte-identical photos are one Image node: keep one of them per batch (seeds must be distinct).
+        _, first = np.unique(self.img_rows[images], return_index=True)
+        images = images[np.sort(first)]
         texts = np.array([self.txt_rows[self.rng.choice(self.captions_of[i])] for i in images])
         img_rows = self.img_rows[images]
         batch = self.sampler.sample({IMAGE: img_rows, TEXT: texts})

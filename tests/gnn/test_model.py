@@ -43,6 +43,17 @@ def test_training_lowers_the_loss_and_stays_close_to_the_encoder(world, tmp_path
         assert float(cos.mean()) > 0.7, nt  # residual: refined vectors stay near the encoder's
 
 
+def test_a_batch_holding_one_photo_twice_trains(world, tmp_path):
+    """Two training records with byte-identical photos share one Image node; a batch that draws both
+    keeps one (the sampler needs distinct seeds) instead of failing mid-training."""
+    n = len(world.images)
+    pg = PairGraph(Settings(home=tmp_path), world.store, world.vectors, [*world.images, world.images[0]],
+                   [*world.texts, world.texts[0]], np.asarray([*world.owner, n]), [])
+    trainer = Trainer(pg, None, {"hidden": 32, "batch_size": n + 1, "fanouts": [4, 3]})
+    loss, _, _ = trainer._batch_loss(np.arange(n + 1))
+    assert torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_inductive_refinement_of_an_unseen_node(world, layers):
     torch.manual_seed(0)
