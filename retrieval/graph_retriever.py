@@ -32,7 +32,19 @@ import torch
 from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
 from mmkg.gnn.data import GraphData, build_hetero
-from mmkg.gnn.refine import ENTITY, IMAGE, RECORD, TEXT, RefinedGraph, TrainedGnn, load_gnn, refine_attached_queries
+from mmkg.gnn.query_refiner import QueryRefiner
+from mmkg.gnn.refine import (
+    ENTITY,
+    IMAGE,
+    RECORD,
+    REV_DEPICTS,
+    REV_MENTIONS,
+    TEXT,
+    RefinedGraph,
+    TrainedGnn,
+    load_gnn,
+    refine_attached_queries,
+)
 from mmkg.graph import ids as graph_ids
 from mmkg.graph.schema import Label
 from mmkg.graph.store import GraphStore
@@ -351,11 +363,21 @@ class GraphRanker:
         self.trained = trained
         self.mode = mode
         self._faiss: dict[tuple[str, bool], faiss.Index] = {}
+        self._fast: dict[str, QueryRefiner | None] = {}
+        if trained is not None and mode != "encoder":
+            for kind, nt, rel in (("text", TEXT, REV_MENTIONS), ("image", IMAGE, REV_DEPICTS)):
+                self._fast[kind] = QueryRefiner.compile(trained.model, nt, rel)
+            self._states_np = [{nt: t.numpy() for nt, t in layer.items()} for layer in state.states]
 
     def refine(self, q_enc: np.ndarray, kind: str, entity_ids: Sequence[str]) -> np.ndarray | None:
         """The query's refined vector (None in encoder mode): attached to its entities, refined inductively."""
         if self.mode == "encoder" or self.trained is None:
             return None
+        fast = self._fast.get(kind)
+        if fast is not None:
+            epos = self.state.pos[ENTITY]
+            rows = [epos[e] for e in dict.fromkeys(entity_ids) if e in epos]
+            return fast.refine(q_enc, rows, self._states_np, ENTITY)
         return refine_attached_queries(
             self.trained.model, self.state.states, self.state.pos[ENTITY], q_enc[None], kind, [list(entity_ids)]
         )[0]

@@ -144,3 +144,30 @@ def test_trimmed_layers_give_the_seeds_the_same_outputs(world):
     assert trimmed["Image"].shape[0] == 2 and trimmed["Text"].shape[0] == 1
     assert torch.allclose(trimmed["Image"], full["Image"][:2], atol=1e-5)
     assert torch.allclose(trimmed["Text"], full["Text"][:1], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_numpy_query_refiner_matches_the_torch_model(world, kind):
+    from mmkg.gnn.query_refiner import QueryRefiner
+    from mmkg.gnn.refine import ENTITY, IMAGE, REV_DEPICTS, REV_MENTIONS, TEXT, refine_attached_queries
+
+    torch.manual_seed(0)
+    model = GraphRefiner(GnnConfig(dim=16, hidden=32)).eval()
+    for lin in model.out.values():
+        torch.nn.init.normal_(lin.weight, std=0.3)  # a non-trivial head (it starts at zero)
+    g = build_hetero(world.store, world.vectors)
+    with torch.no_grad():
+        states, _ = model.states(g.data.x_dict, g.data.edge_index_dict)
+    nt, rel = (TEXT, REV_MENTIONS) if kind == "text" else (IMAGE, REV_DEPICTS)
+    fast = QueryRefiner.compile(model, nt, rel)
+    assert fast is not None
+    states_np = [{k: v.numpy() for k, v in layer.items()} for layer in states[:-1]]
+    epos = g.index[ENTITY]
+    rng = np.random.default_rng(0)
+    for ents in ([], ["ent:dog"], ["ent:dog", "ent:ball", "ent:nope"]):
+        x = rng.normal(size=16).astype(np.float32)
+        x /= np.linalg.norm(x)
+        want = refine_attached_queries(model, states[:-1], epos, x[None], kind, [ents])[0]
+        got = fast.refine(x, [epos[e] for e in ents if e in epos], states_np, ENTITY)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert QueryRefiner.compile(GraphRefiner(GnnConfig(dim=16, hidden=32, conv="gat")), nt, rel) is None
