@@ -112,10 +112,10 @@ class ModeInputs:
     def signals(self, direction: str) -> Signals:
         """The fusion signals of every query against every target. Each query is new to the collection:
         its own node (a test caption, a test image) is left out of the neighbourhoods it is scored with."""
-        q_ref, q_enc, _, _, _, _, nt, qt = self._direction(direction)
+        q_ref, q_enc, ents, _, _, _, nt, qt = self._direction(direction)
         targets = self.image_rows if nt == IMAGE else self.text_rows
         twins = self.text_rows if qt == TEXT else self.image_rows
-        return query_signals(self.state, targets, nt, "text" if qt == TEXT else "image", q_ref, q_enc, twins)
+        return query_signals(self.state, targets, nt, "text" if qt == TEXT else "image", q_ref, q_enc, twins, ents)
 
     def walk(self, direction: str, params: FusionParams, chunk: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """(walk scores, seed mask) of every query against every target, as `fusion.walk_scores` gives them."""
@@ -248,7 +248,7 @@ def catalog_figures(
                 q_ref = refine_attached_queries(
                     trained.model, state.states, epos, q_enc, kind, [[e for e, _ in es] for es in ents]
                 )
-                signals = query_signals(state, rows, IMAGE, kind, q_ref, q_enc)
+                signals = query_signals(state, rows, IMAGE, kind, q_ref, q_enc, entities=ents)
                 scores["gnn"] = signals.refined
                 scores["full"] = fuse(state.graph, rows, signals, ents, params_for(trained.fusion, kind))
             for mode, sc in scores.items():

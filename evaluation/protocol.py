@@ -142,11 +142,11 @@ def evaluate(
         encoder = encoder or create_encoder(settings)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="mmkg-eval-") as tmp:
-            result = catalog_figures(load_gnn(settings, encoder, required=False), settings, encoder, data, Path(tmp),
-                                     max_products=limit, progress=progress)
-        result["meta"].update(data=str(data), encoder=encoder.fingerprint,
-                              seconds=round(time.perf_counter() - started, 1))
-        return result
+            catalog = catalog_figures(load_gnn(settings, encoder, required=False), settings, encoder, data, Path(tmp),
+                                      max_products=limit, progress=progress)
+        catalog["meta"].update(data=str(data), encoder=encoder.fingerprint,
+                               seconds=round(time.perf_counter() - started, 1))
+        return catalog
     source = open_source(data, "flickr")
     records = [r for r in source.records() if isinstance(r, Record)]
     if limit is not None:

@@ -135,14 +135,49 @@ class GraphIndex:
         """
         if hops < 1 or hops > MAX_HOPS:
             raise ValueError(f"expansion takes 1 or {MAX_HOPS} hops, not {hops}")
-        p = starts.tocsr().astype(np.float32)
+        starts = starts.tocsr().astype(np.float32)
+        if starts.shape[0] == 1:  # one search query: plain numpy, no sparse-matrix overheads
+            cols, vals = self.expand_one(starts.indices, starts.data, hops, beam, decay)
+            return Expansion(sp.csr_matrix((vals, cols, np.array([0, len(cols)])), shape=(1, len(self))))
+        return Expansion(self._expand_sparse(starts, hops, beam, decay))
+
+    def _expand_sparse(self, p: sp.csr_matrix, hops: int, beam: int, decay: float) -> sp.csr_matrix:
         total = sp.csr_matrix(p.shape, dtype=np.float32)
         factor = 1.0
         for _ in range(hops):
             p = _top_per_row(p, beam) @ self.transition
             total = total + factor * p
             factor *= decay
-        return Expansion(total.tocsr())
+        return total.tocsr()
+
+    def expand_one(
+        self, cols: np.ndarray, vals: np.ndarray, hops: int = MAX_HOPS, beam: int = 256, decay: float = 0.5
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`expand` for one query given as (node rows, mass): the reached (rows, mass), rows ascending.
+        Gathers the active nodes' transition rows and sums them, with no sparse matrices."""
+        if hops < 1 or hops > MAX_HOPS:
+            raise ValueError(f"expansion takes 1 or {MAX_HOPS} hops, not {hops}")
+        t = self.transition
+        cols, vals = np.asarray(cols, np.int64), np.asarray(vals, np.float32)
+        reached_c: list[np.ndarray] = []
+        reached_v: list[np.ndarray] = []
+        factor = 1.0
+        for _ in range(hops):
+            if len(cols) > beam > 0:  # the beam heaviest (ties: the lower node first)
+                keep = np.lexsort((cols, -vals))[:beam]
+                cols, vals = cols[keep], vals[keep]
+            lo = t.indptr[cols]
+            lens = t.indptr[cols + 1] - lo
+            idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+            cols, inv = np.unique(t.indices[idx], return_inverse=True)
+            vals = np.bincount(inv, weights=t.data[idx] * np.repeat(vals, lens)).astype(np.float32)
+            reached_c.append(cols)
+            reached_v.append(factor * vals)
+            factor *= decay
+        if len(reached_c) == 1:
+            return reached_c[0], reached_v[0]
+        all_c, inv = np.unique(np.concatenate(reached_c), return_inverse=True)
+        return all_c, np.bincount(inv, weights=np.concatenate(reached_v)).astype(np.float32)
 
 
 def _cap_rows(adj: sp.csr_matrix, k: int) -> sp.csr_matrix:

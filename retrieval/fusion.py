@@ -4,25 +4,27 @@ For a query q and a candidate c of the target kind:
 
     score(q, c) = w_refined * <q_gnn, c_gnn> + w_encoder * <q_enc, c_enc> + w_graph * walk(q -> c) / max_c walk
                 - w_hub * hub(c) + w_echo_query * echo_query(q, c) + w_echo_target * echo_target(q, c)
+                + w_entity * shared(q, c)
 
 where `walk` is the expansion mass (retrieval/expansion.py) from a start distribution that puts
 `entity_share` of its mass on the query's entities (by their link score) and the rest on its `seeds`
 nearest candidates by refined similarity (softmax at `seed_temperature`), and `hub` and the echoes
 come from the collection's similarity neighbourhoods (retrieval/neighbourhood.py): the echo over
-the query's modality, and over the target's. Candidates are the seeds and whatever the walk
-reaches; nothing else is ranked. Weights are kept per query modality (`text`, `image`): text
+the query's modality, and over the target's; `shared` is the IDF-weighted share of the query's
+entities that the candidate has, directly or through its record (a catalog's attributes).
+Candidates are the seeds, whatever the walk reaches and the items sharing most of the query's
+entities; nothing else is ranked. Weights are kept per query modality (`text`, `image`): text
 queries carry exact entity mentions, image queries only their zero-shot tags.
 
-The same batched function scores one query at search time and thousands at evaluation time, so
-the figures `mmkg eval` reports are those of the code that answers `mmkg search`.
+Search (`GraphRanker.rank`) and evaluation score with the same signals and the same `combine`
+(a test checks they agree), so the figures `mmkg eval` reports are those of `mmkg search`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +58,7 @@ class FusionParams:
     w_hub: float = 0.0
     w_echo_query: float = 0.0
     w_echo_target: float = 0.0
+    w_entity: float = 0.0
 
     def to_json(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -71,6 +74,34 @@ class FusionParams:
         return cls(**vals)
 
 
+def start_entries(
+    graph: GraphIndex,
+    seed_rows: np.ndarray,
+    seed_scores: np.ndarray,
+    entities: Sequence[tuple[str, float]],
+    params: FusionParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query's start distribution as (graph rows, mass): `entity_share` of the mass on its entities
+    (by link score), the rest on its seeds (`seed_rows`, -1 for none; softmax of `seed_scores`)."""
+    ents = [(graph.pos[e], max(s, 1e-3)) for e, s in entities if e in graph.pos]
+    share = params.entity_share if ents else 0.0
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    if ents:
+        w = np.array([s for _, s in ents], dtype=np.float64)
+        cols.append(np.array([r for r, _ in ents], dtype=np.int64))
+        vals.append(share * w / w.sum())
+    ok = seed_rows >= 0
+    if ok.any() and share < 1.0:
+        z = seed_scores[ok] / params.seed_temperature
+        p = np.exp(z - z.max())
+        cols.append(seed_rows[ok].astype(np.int64))
+        vals.append((1.0 - share) * p / p.sum())
+    if not cols:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(cols), np.concatenate(vals).astype(np.float32)
+
+
 def start_matrix(
     graph: GraphIndex,
     seed_rows: np.ndarray,
@@ -78,35 +109,12 @@ def start_matrix(
     entities: Sequence[Sequence[tuple[str, float]]],
     params: FusionParams,
 ) -> sp.csr_matrix:
-    """Queries x graph-nodes start distribution: entity share on the query's entities, the rest on its seeds.
-
-    `seed_rows[i]` are graph rows of query i's seeds (-1 for none), `seed_scores[i]` their similarities.
-    """
-    n_q = len(entities)
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    vals: list[np.ndarray] = []
-    for i in range(n_q):
-        ents = [(graph.pos[e], max(s, 1e-3)) for e, s in entities[i] if e in graph.pos]
-        share = params.entity_share if ents else 0.0
-        if ents:
-            w = np.array([s for _, s in ents], dtype=np.float64)
-            rows.append(np.full(len(ents), i))
-            cols.append(np.array([r for r, _ in ents]))
-            vals.append(share * w / w.sum())
-        ok = seed_rows[i] >= 0
-        if ok.any() and share < 1.0:
-            z = seed_scores[i][ok] / params.seed_temperature
-            p = np.exp(z - z.max())
-            rows.append(np.full(int(ok.sum()), i))
-            cols.append(seed_rows[i][ok])
-            vals.append((1.0 - share) * p / p.sum())
-    if not rows:
-        return sp.csr_matrix((n_q, len(graph)), dtype=np.float32)
-    return sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_q, len(graph)),
-    )
+    """Queries x graph-nodes start distributions (`start_entries` of each query, as rows)."""
+    parts = [start_entries(graph, seed_rows[i], seed_scores[i], entities[i], params) for i in range(len(entities))]
+    rows = np.concatenate([np.full(len(c), i) for i, (c, _) in enumerate(parts)]) if parts else np.empty(0, int)
+    cols = np.concatenate([c for c, _ in parts]) if parts else np.empty(0, np.int64)
+    vals = np.concatenate([v for _, v in parts]) if parts else np.empty(0, np.float32)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(entities), len(graph)))
 
 
 @dataclass
@@ -119,6 +127,8 @@ class Signals:
     """(targets,) hubness towards the query's modality."""
     echo_query: np.ndarray | None = None
     echo_target: np.ndarray | None = None
+    shared: np.ndarray | None = None
+    """Queries x targets: the IDF-weighted share of the query's entities the target has."""
 
 
 def walk_scores(
@@ -159,8 +169,24 @@ def combine(signals: Signals, walk: np.ndarray, seeds: np.ndarray, params: Fusio
         fused = fused + params.w_echo_query * signals.echo_query
     if signals.echo_target is not None and params.w_echo_target:
         fused = fused + params.w_echo_target * signals.echo_target
+    if signals.shared is not None and params.w_entity:
+        fused = fused + params.w_entity * signals.shared
     candidate = seeds | (walk > 0) if params.w_graph > 0 else seeds
+    if signals.shared is not None and params.w_entity:
+        candidate = candidate | top_mask(signals.shared, params.max_reached)
     return np.where(candidate, fused, fused - OUTSIDE).astype(np.float32)
+
+
+def top_mask(values: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the (at most) k largest positive entries: the targets an entity signal adds as candidates."""
+    values = np.atleast_2d(values)
+    mask = values > 0
+    if values.shape[1] > k:
+        idx = np.argpartition(-values, k - 1, axis=1)[:, :k]
+        top = np.zeros_like(mask)
+        np.put_along_axis(top, idx, True, axis=1)
+        mask &= top
+    return mask
 
 
 def fuse(
@@ -179,21 +205,56 @@ def fuse(
 
 
 GRID: dict[str, Sequence[float]] = {
-    "w_encoder": (0.0, 0.3, 0.6),
+    "w_encoder": (0.0, 0.3, 0.6, 1.0),
     "w_graph": (0.0, 0.05, 0.1, 0.2),
     "entity_share": (0.25, 0.5, 0.75, 1.0),
-    "w_hub": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
+    "w_hub": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
     "w_echo_query": (0.0, 0.3, 0.6, 1.0, 1.5),
-    "w_echo_target": (0.0, 0.3, 0.6),
+    "w_echo_target": (0.0, 0.3, 0.6, 1.0),
+    "w_entity": (0.0, 0.05, 0.1, 0.2, 0.4),
 }
 
 
-def tune_fusion(trained: TrainedGnn, tune: PairGraph, progress: bool = False) -> dict[str, Any]:
-    """Grid-search the fusion weights per query modality on a tune graph (a split of TRAIN).
+def search_weights(
+    signals: Signals,
+    walk: Callable[[FusionParams], tuple[np.ndarray, np.ndarray]],
+    score: Callable[[np.ndarray], float],
+    base: FusionParams | None = None,
+    rounds: int = 4,
+) -> tuple[FusionParams, float]:
+    """Coordinate ascent over `GRID`: each weight in turn takes its best value with the others fixed,
+    until a round changes nothing. `walk(params)` gives (walk scores, seed mask), computed once per
+    entity share; `score(fused)` is the figure to maximise. Ties keep the current value, so a weight
+    leaves zero only when it helps. Returns the weights and their score."""
+    walks: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
-    Picks, for text queries, the weights with the best text->image R@1 and, for image queries,
-    the best image->text R@1 (ties: the simpler weights, fewest and smallest graph terms). The
-    signals and the walks (one per entity share) are computed once; the grid only re-weighs them.
+    def evaluate(p: FusionParams) -> float:
+        key = p.entity_share if p.w_graph > 0 else -1.0
+        if key not in walks:
+            walks[key] = walk(p)
+        return score(combine(signals, *walks[key], p))
+
+    best = base or FusionParams(w_graph=0.0)
+    best_score = evaluate(best)
+    for _ in range(rounds):
+        changed = False
+        for name, values in GRID.items():
+            for v in values:
+                trial = FusionParams.from_json({**best.to_json(), name: v})
+                if trial == best:
+                    continue
+                s = evaluate(trial)
+                if s > best_score + 1e-9:
+                    best, best_score, changed = trial, s, True
+        if not changed:
+            break
+    return best, best_score
+
+
+def tune_fusion(trained: TrainedGnn, tune: PairGraph, progress: bool = False) -> dict[str, Any]:
+    """Tune the fusion weights per query modality on a tune graph (a split of TRAIN).
+
+    Text queries maximise text->image R@1, image queries image->text R@1 (`search_weights`).
     Returns the chosen weights and the tune-split figures of every mode.
     """
     from mmkg.evaluation.graph_modes import ModeInputs
@@ -202,31 +263,17 @@ def tune_fusion(trained: TrainedGnn, tune: PairGraph, progress: bool = False) ->
     owner = tune.owner
     results: dict[str, Any] = {"grid": GRID}
     chosen: dict[str, dict[str, float]] = {}
-    base = FusionParams()
     for direction, kind in (("t2i", "text"), ("i2t", "image")):
-        signals = inputs.signals(direction)
-        walks = {
-            share: inputs.walk(direction, replace(base, w_graph=1.0, entity_share=share))
-            for share in GRID["entity_share"]
-        }
-        no_walk = inputs.walk(direction, replace(base, w_graph=0.0))
-        best: tuple[float, float, FusionParams] | None = None
-        for w_g, share, w_enc, w_hub, w_eq, w_et in itertools.product(
-            GRID["w_graph"], GRID["entity_share"], GRID["w_encoder"], GRID["w_hub"], GRID["w_echo_query"],
-            GRID["w_echo_target"],
-        ):
-            if w_g == 0 and share != GRID["entity_share"][0]:
-                continue
-            params = replace(base, w_encoder=w_enc, w_graph=w_g, entity_share=share, w_hub=w_hub,
-                             w_echo_query=w_eq, w_echo_target=w_et)
-            walk, seeds = walks[share] if w_g > 0 else no_walk
-            r1 = _r1(combine(signals, walk, seeds, params), owner, direction)
-            key = (r1, -(w_g + w_enc + w_hub + w_eq + w_et))
-            if best is None or key > (best[0], best[1]):
-                best = (r1, key[1], params)
-        assert best is not None
-        chosen[kind] = best[2].to_json()
-        results[f"tune_{direction}_R@1"] = best[0]
+
+        def walk(p: FusionParams, direction: str = direction) -> tuple[np.ndarray, np.ndarray]:
+            return inputs.walk(direction, p)
+
+        def r1_of(fused: np.ndarray, direction: str = direction) -> float:
+            return _r1(fused, owner, direction)
+
+        params, r1 = search_weights(inputs.signals(direction), walk, r1_of)
+        chosen[kind] = params.to_json()
+        results[f"tune_{direction}_R@1"] = r1
         results[f"tune_{direction}_R@1_gnn"] = _r1(inputs.dense_scores(direction, refined=True), owner, direction)
         results[f"tune_{direction}_R@1_encoder"] = _r1(inputs.dense_scores(direction, refined=False), owner, direction)
         log.info("fusion %s: %s", direction, results)

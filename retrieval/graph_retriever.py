@@ -50,7 +50,7 @@ from mmkg.graph.schema import Label
 from mmkg.graph.store import GraphStore
 from mmkg.retrieval.expansion import LABEL_CODE, GraphIndex
 from mmkg.retrieval.explain import QueryContext, explain_node
-from mmkg.retrieval.fusion import FusionParams, Signals, combine, params_for, start_matrix
+from mmkg.retrieval.fusion import FusionParams, Signals, combine, params_for, start_entries, top_mask
 from mmkg.retrieval.neighbourhood import Neighbourhoods
 from mmkg.retrieval.query_entities import QueryEntity
 from mmkg.retrieval.search import DenseRetriever, Explanation, Hit, Query, Target
@@ -82,6 +82,24 @@ class GraphState:
     other member has it): what filters select."""
     neighbours: Neighbourhoods
     """Each image's and text's nearest images and texts by refined vector (the similarity graph)."""
+
+    def shared_entities(self, nt: str, entities: Sequence[Sequence[tuple[str, float]]]) -> sp.csr_matrix:
+        """Queries x `nt` items: the IDF-weighted share of each query's entities (by link score) that an
+        item has, directly or through its record (1 when it has them all)."""
+        m = self.membership[nt]
+        epos = self.pos[ENTITY]
+        idf = np.log((1.0 + m.shape[1]) / (1.0 + np.diff(m.indptr)))
+        rows, cols, vals = [], [], []
+        for i, ents in enumerate(entities):
+            w = {epos[e]: max(score, 0.0) * idf[epos[e]] for e, score in ents if e in epos}
+            total = sum(w.values())
+            for col, v in w.items():
+                if total > 0:
+                    rows.append(i)
+                    cols.append(col)
+                    vals.append(v / total)
+        q = sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(entities), m.shape[0]))
+        return (q @ m).tocsr()
 
     @classmethod
     def compute(cls, trained: TrainedGnn | None, data: GraphData, max_fanout: int = 64) -> GraphState:
@@ -466,9 +484,8 @@ class GraphRanker:
         g_vals: np.ndarray = np.empty(0, np.float32)
         if params.w_graph > 0:
             graph = self.state.graph
-            start = start_matrix(graph, (seed_rows + offset)[None], seed_sims[None], [list(entities)], params)
-            mass = graph.expand(start, hops=params.hops, beam=params.beam, decay=params.decay).mass
-            cols, vals = mass.indices, mass.data
+            cols, vals = graph.expand_one(*start_entries(graph, seed_rows + offset, seed_sims, entities, params),
+                                          hops=params.hops, beam=params.beam, decay=params.decay)
             in_type = (cols >= offset) & (cols < offset + len(ids_))
             reached, g_vals = cols[in_type] - offset, vals[in_type]
             if allowed is not None:
@@ -478,11 +495,20 @@ class GraphRanker:
                 cut = -np.partition(-g_vals, params.max_reached - 1)[params.max_reached - 1]
                 keep = g_vals >= max(cut, 1e-30)
                 reached, g_vals = reached[keep], g_vals[keep]
+        walked = reached
+        shared: np.ndarray | None = None
+        if params.w_entity > 0:
+            shared = self.state.shared_entities(nt, [list(entities)]).toarray()[0]
+            if allowed is not None:
+                shared[np.setdiff1d(np.arange(len(shared)), allowed)] = 0.0
+            reached = np.union1d(reached, np.flatnonzero(top_mask(shared, params.max_reached)[0]))
         cand_rows = np.union1d(seed_rows, reached)
         walk = np.zeros((1, len(cand_rows)), np.float32)
-        if len(reached):
-            walk[0, np.searchsorted(cand_rows, reached)] = g_vals / max(float(g_vals.max()), 1e-12)
-        signals = query_signals(self.state, cand_rows, nt, kind, q[None], q_enc[None])
+        if len(g_vals):
+            walk[0, np.searchsorted(cand_rows, walked)] = g_vals / max(float(g_vals.max()), 1e-12)
+        signals = query_signals(self.state, cand_rows, nt, kind, q[None], q_enc[None], only=params)
+        if shared is not None:
+            signals.shared = shared[cand_rows][None]
         fused = combine(signals, walk, np.ones_like(walk, bool), params)[0]
         top = np.argsort(-fused, kind="stable")[:k]
         return [(ids_[cand_rows[i]], float(fused[i])) for i in top], seeds
@@ -496,18 +522,28 @@ def query_signals(
     q_ref: np.ndarray,
     q_enc: np.ndarray,
     twins: np.ndarray | None = None,
+    entities: Sequence[Sequence[tuple[str, float]]] | None = None,
+    only: FusionParams | None = None,
 ) -> Signals:
     """The fusion signals of queries (refined `q_ref`, encoder `q_enc`, modality `kind`) against the `nt`
     items at `rows`. `twins[i]`: the row of query i's own item in the collection, -1 for none (an item is
-    never evidence for itself)."""
+    never evidence for itself); `entities[i]`: query i's (entity id, link score) pairs, for `shared`.
+    `only`: compute just the signals these weights use (search); None computes all (tuning)."""
     qt = TEXT if kind == "text" else IMAGE
     nb, vecs = state.neighbours, state.refined_vecs
+
+    def wanted(weight: str) -> bool:
+        return only is None or getattr(only, weight) != 0
+
     return Signals(
         refined=q_ref @ vecs[nt][rows].T,
-        encoder=q_enc @ state.encoder_vecs[nt][rows].T,
-        hub=nb.hub[(nt, qt)][rows],
-        echo_query=nb.echo(nt, qt, rows, q_ref, vecs[qt], twins),
-        echo_target=nb.echo(nt, nt, rows, q_ref, vecs[nt], twins if nt == qt else None),
+        encoder=q_enc @ state.encoder_vecs[nt][rows].T if wanted("w_encoder") else np.zeros((len(q_ref), len(rows))),
+        hub=nb.hub[(nt, qt)][rows] if wanted("w_hub") else None,
+        echo_query=nb.echo(nt, qt, rows, q_ref, vecs[qt], twins) if wanted("w_echo_query") else None,
+        echo_target=(nb.echo(nt, nt, rows, q_ref, vecs[nt], twins if nt == qt else None)
+                     if wanted("w_echo_target") else None),
+        shared=(state.shared_entities(nt, entities)[:, rows].toarray()
+                if entities is not None and wanted("w_entity") else None),
     )
 
 
