@@ -184,7 +184,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         for mode, figures in result.items():
-            if mode != "meta" and isinstance(figures, dict) and "t2i" not in figures:  # the catalog protocol
+            if mode not in ("meta", "fusion") and isinstance(figures, dict) and "t2i" not in figures:  # a catalog
                 print(f"{mode:8s} " + "  ".join(f"{d} mAP {f['mAP']:.1f} ndcg@10 {f['ndcg@10']:.1f}"
                                                for d, f in figures.items()))
             if not isinstance(figures, dict) or "t2i" not in figures:

@@ -130,6 +130,12 @@ class Signals:
     shared: np.ndarray | None = None
     """Queries x targets: the IDF-weighted share of the query's entities the target has."""
 
+    def take(self, queries: np.ndarray) -> Signals:
+        """The signals of some of the queries (a boolean mask or row indices)."""
+        pick = lambda a: a[queries] if a is not None else None  # noqa: E731
+        return Signals(self.refined[queries], self.encoder[queries], self.hub, pick(self.echo_query),
+                       pick(self.echo_target), pick(self.shared))
+
 
 def walk_scores(
     graph: GraphIndex,
