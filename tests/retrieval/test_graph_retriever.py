@@ -184,7 +184,7 @@ def test_search_scores_equal_the_batch_scores_that_eval_reports(world, tmp_path,
 
     base = _trained(world, tmp_path)
     weights = FusionParams(w_encoder=0.3, w_graph=0.2, entity_share=0.5, seeds=4, w_hub=0.5, w_echo_query=0.6,
-                           w_echo_target=0.3).to_json()
+                           w_echo_target=0.3, w_entity=0.4, max_reached=5).to_json()
     trained = TrainedGnn(base.model, "words", fusion={f"{kind}.{k}": v for k, v in weights.items()})
     state = _retriever(world, tmp_path).state
     ranker = GraphRanker(state, trained, "full")
@@ -199,7 +199,7 @@ def test_search_scores_equal_the_batch_scores_that_eval_reports(world, tmp_path,
     ranked, _ = ranker.rank(q_enc, q_ref, ents, target, 3, None, kind)
     offset = 0 if target == "Image" else len(state.ids["Image"])
     rows = np.arange(len(state.ids[target]))
-    signals = query_signals(state, rows, target, kind, q_ref[None], q_enc[None])
+    signals = query_signals(state, rows, target, kind, q_ref[None], q_enc[None], entities=[ents])
     batch = fuse(state.graph, rows + offset, signals, [ents], FusionParams.from_json(weights))[0]
     top = np.argsort(-batch, kind="stable")[:3]
     assert [i for i, _ in ranked] == [state.ids[target][j] for j in top]
