@@ -79,7 +79,7 @@ class QueryRefiner:
             layers=tuple(layers),
             w_out=_np(out.weight),
             b_out=_np(out.bias),
-            gate=float(model.gate[node_type]),
+            gate=float(model.gate[node_type].detach()),
         )
 
     def refine(self, x: np.ndarray, neighbours: Sequence[int], states: Sequence[Mapping[str, np.ndarray]],
