@@ -23,13 +23,13 @@ server of your own is wiped first (every node), so point it only at a scratch da
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
 import platform
 import random
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -179,27 +179,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mmkg-expansion-bench-") as tmp:
         settings = Settings(home=Path(tmp) / "ws")
-        started = False
-        if args.uri:
-            if not args.password:
-                parser.error("--uri needs --password (or NEO4J_PASSWORD)")
-            uri, user, password = args.uri, args.user, args.password
-            print(f"neo4j: {uri} (given; wiped)")
-        else:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            t0 = time.perf_counter()
-            neo4j_server.start(settings, port=port)
-            started = True
-            uri, user, password = neo4j_server.connection_settings(settings)
-            heap = os.environ.get("MMKG_NEO4J_HEAP", neo4j_server.DEFAULT_HEAP)
-            cache = os.environ.get("MMKG_NEO4J_PAGECACHE", neo4j_server.DEFAULT_PAGECACHE)
-            print(
-                f"neo4j: local server (Neo4j Community 5.26 embedded, heap {heap}, page cache {cache}),"
-                f" started in {time.perf_counter() - t0:.1f} s"
-            )
-        try:
+        with contextlib.ExitStack() as stack:
+            if args.uri:
+                if not args.password:
+                    parser.error("--uri needs --password (or NEO4J_PASSWORD)")
+                uri, user, password = args.uri, args.user, args.password
+                print(f"neo4j: {uri} (given; wiped)")
+            else:
+                t0 = time.perf_counter()
+                uri, user, password = stack.enter_context(neo4j_server.scratch(settings))
+                print(f"neo4j: {neo4j_server.scratch_label()}, started in {time.perf_counter() - t0:.1f} s")
             with GraphDatabase.driver(uri, auth=(user, password)) as driver, driver.session() as session:
                 session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
             mem_dir = Path(tmp) / "graph"
@@ -228,9 +217,6 @@ def main() -> None:
                             sizes.append((len(subs["memory"].nodes), len(subs["memory"].edges)))
                             mismatches += signature(subs["memory"]) != signature(subs["neo4j"])
                     results.append((fanout, times, sizes, mismatches))
-        finally:
-            if started:
-                neo4j_server.stop(settings)
 
     print()
     print(f"2-hop expansion from {SEEDS} seeds (10 images + 10 texts), {args.reps} repetitions, all edge types")

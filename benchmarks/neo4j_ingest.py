@@ -19,10 +19,10 @@ port and stopped at the end, and its start-up time is printed too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import random
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -98,17 +98,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mmkg-neo4j-bench-") as tmp:
         settings = Settings(home=Path(tmp))
-        if args.uri:
-            uri, user, password = args.uri, args.user, args.password
-        else:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            t0 = time.perf_counter()
-            neo4j_server.start(settings, port=port)
-            print(f"local server: start() took {time.perf_counter() - t0:.1f} s (fresh data dir, jar already built)")
-            uri, user, password = neo4j_server.connection_settings(settings)
-        try:
+        with contextlib.ExitStack() as stack:
+            if args.uri:
+                uri, user, password = args.uri, args.user, args.password
+            else:
+                t0 = time.perf_counter()
+                uri, user, password = stack.enter_context(neo4j_server.scratch(settings))
+                took = time.perf_counter() - t0
+                print(f"local server: start() took {took:.1f} s (fresh data dir, jar already built)")
             # Warm-up (not reported): the server's JIT and query caches, so the first size is not penalised.
             warm_nodes, warm_edges = catalog(500, seed=1)
             wipe(uri, user, password)
@@ -139,9 +136,6 @@ def main() -> None:
                 )
             best_rate, best_size = max(results)
             print(f"best: batch {best_size}, {best_rate:.0f} nodes+edges/s on a fresh graph")
-        finally:
-            if not args.uri:
-                neo4j_server.stop(settings)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ ids `vbench:*` and the index `mmkg_vec_bench` are touched, and both are removed 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import time
@@ -161,34 +161,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mmkg-vector-bench-") as tmp:
         settings = Settings(home=Path(tmp))
-        started = False
-        if args.uri:
-            if not args.password:
-                parser.error("--uri needs --password (or NEO4J_PASSWORD)")
-            conn = (args.uri, args.user, args.password)
-            print(f"neo4j: {args.uri} (given)")
-        else:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            t0 = time.perf_counter()
-            neo4j_server.start(settings, port=port)
-            started = True
-            conn = tuple(neo4j_server.connection_settings(settings))  # type: ignore[assignment]
-            heap = os.environ.get("MMKG_NEO4J_HEAP", neo4j_server.DEFAULT_HEAP)
-            cache = os.environ.get("MMKG_NEO4J_PAGECACHE", neo4j_server.DEFAULT_PAGECACHE)
-            print(
-                f"neo4j: local server (Neo4j Community 5.26 embedded, heap {heap}, page cache {cache}),"
-                f" started in {time.perf_counter() - t0:.1f} s"
-            )
-        try:
+        with contextlib.ExitStack() as stack:
+            if args.uri:
+                if not args.password:
+                    parser.error("--uri needs --password (or NEO4J_PASSWORD)")
+                conn = (args.uri, args.user, args.password)
+                print(f"neo4j: {args.uri} (given)")
+            else:
+                t0 = time.perf_counter()
+                conn = tuple(stack.enter_context(neo4j_server.scratch(settings)))  # type: ignore[assignment]
+                print(f"neo4j: {neo4j_server.scratch_label()}, started in {time.perf_counter() - t0:.1f} s")
             print(f"data: clustered unit vectors, dim {DIM}, 200 centres, seed 0; {args.queries} queries; k={K}")
             results = []
             for n in sizes:
                 results.append((n, run_size(n, queries, centres, conn, seed=n)))
-        finally:
-            if started:
-                neo4j_server.stop(settings)
 
     print()
     print(f"{'vectors':>8} {'index':<13} {'recall@10':>9} {'p50 ms':>7} {'p95 ms':>7}  note")

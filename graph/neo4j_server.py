@@ -486,6 +486,30 @@ def connection_settings(settings: Settings) -> ConnectionSettings:
     return ConnectionSettings(uri, settings.neo4j_user, password)
 
 
+def free_port() -> int:
+    """A local TCP port that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def scratch(settings: Settings) -> Iterator[ConnectionSettings]:
+    """A local server of this workspace on a free port, for a benchmark or a test session; stopped on exit."""
+    start(settings, port=free_port())
+    try:
+        yield connection_settings(settings)
+    finally:
+        stop(settings)
+
+
+def scratch_label() -> str:
+    """How a benchmark names the local server it measured."""
+    heap = os.environ.get("MMKG_NEO4J_HEAP", DEFAULT_HEAP)
+    cache = os.environ.get("MMKG_NEO4J_PAGECACHE", DEFAULT_PAGECACHE)
+    return f"local server (Neo4j Community 5.26 embedded, heap {heap}, page cache {cache})"
+
+
 def info_dict(info: ServerInfo) -> dict[str, Any]:
     """A JSON-friendly view of ServerInfo (for the CLI)."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(info).items()}

@@ -20,20 +20,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
-from neo4j import Driver, GraphDatabase, ManagedTransaction
-from neo4j.exceptions import (
-    AuthError,
-    ClientError,
-    ConfigurationError,
-    DatabaseUnavailable,
-    ServiceUnavailable,
-    SessionExpired,
-)
+from neo4j import Driver, ManagedTransaction
 
-from mmkg.errors import MmkgError, StoreUnavailableError
+from mmkg.errors import MmkgError
+from mmkg.graph.neo4j_client import Neo4jClient, chunks, open_driver
 from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Node, Props, Rel, Subgraph
 from mmkg.graph.schema import Path as GPath
 from mmkg.graph.store import Direction, GraphStore
@@ -45,10 +38,8 @@ JSON_PREFIX = "__json__"
 _SCALARS = (str, int, float, bool)
 _INT64 = (-(2**63), 2**63 - 1)
 _PAGE = 2000
-_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
 _ALL = 2**31 - 1  # "no cap" for list slices in Cypher (which take 32-bit bounds)
 
-T = TypeVar("T")
 
 # Edge weight for fan-out ranking, as the embedded store defines it: DEPICTS score, CO_OCCURS count, else 1.
 _WEIGHT = (
@@ -162,15 +153,10 @@ def _rel_filter(rels: Iterable[Rel] | None) -> str:
     return ":" + "|".join(wanted)
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 # --- the store ---------------------------------------------------------------------------------
 
 
-class Neo4jGraphStore(GraphStore):
+class Neo4jGraphStore(Neo4jClient, GraphStore):
     """GraphStore on a Neo4j 5 server. Every write is committed in its own transaction(s) of at most
     `batch_size` rows, so `commit()` has nothing left to do; a write re-run after a crash is idempotent."""
 
@@ -192,19 +178,8 @@ class Neo4jGraphStore(GraphStore):
         self.database = database
         self.batch_size = batch_size
         self._closed = False
-        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-        if scheme not in _SCHEMES:
-            raise StoreUnavailableError(f"invalid Neo4j URI {uri!r}: use bolt://host:port or neo4j://host:port")
-        try:
-            self._driver: Driver = GraphDatabase.driver(
-                uri,
-                auth=(user, password),
-                connection_timeout=connection_timeout,
-                max_transaction_retry_time=max_retry_time,
-                notifications_min_severity="OFF",  # e.g. "type DESCRIBES does not exist yet" on an empty graph
-            )
-        except (ValueError, ConfigurationError) as exc:
-            raise StoreUnavailableError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
+        self.what = f"Neo4j graph store at {uri}"
+        self._driver: Driver = open_driver(uri, user, password, connection_timeout, max_retry_time)
         try:
             with self._guard():
                 self._driver.verify_connectivity()
@@ -215,44 +190,6 @@ class Neo4jGraphStore(GraphStore):
 
     # ------------------------------------------------------------------ plumbing
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Driver failures that mean "the store is not there" become one clear StoreUnavailableError."""
-        try:
-            yield
-        except AuthError as exc:
-            raise StoreUnavailableError(f"Neo4j rejected the credentials for user {self.user}") from exc
-        except (ServiceUnavailable, SessionExpired, DatabaseUnavailable, OSError) as exc:
-            raise StoreUnavailableError(
-                f"cannot reach Neo4j at {self.uri}: {_reason(exc)} — start it with `mmkg neo4j start` or set NEO4J_URI"
-            ) from exc
-        except ClientError as exc:
-            if exc.code == "Neo.ClientError.Security.AuthenticationRateLimit":
-                raise StoreUnavailableError(
-                    f"Neo4j rejected the credentials for user {self.user} (too many failed attempts; wait a moment)"
-                ) from exc
-            if exc.code == "Neo.ClientError.Security.CredentialsExpired":
-                raise StoreUnavailableError(
-                    f"the Neo4j password of user {self.user} has expired; set a new one"
-                ) from exc
-            if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
-                raise StoreUnavailableError(f"Neo4j at {self.uri} has no database {self.database!r}") from exc
-            raise
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MmkgError(f"Neo4j graph store at {self.uri} is closed")
-
-    def _write(self, fn: Callable[[ManagedTransaction], T]) -> T:
-        self._check_open()
-        with self._guard(), self._driver.session(database=self.database) as session:
-            return session.execute_write(fn)
-
-    def _read(self, fn: Callable[[ManagedTransaction], T]) -> T:
-        self._check_open()
-        with self._guard(), self._driver.session(database=self.database) as session:
-            return session.execute_read(fn)
-
     def _write_rows(self, cypher: str, rows: list[dict[str, Any]]) -> None:
         """`UNWIND $rows` in transactions of `batch_size` rows (each retried on transient errors)."""
         for start in range(0, len(rows), self.batch_size):
@@ -262,12 +199,6 @@ class Neo4jGraphStore(GraphStore):
                 tx.run(cypher, rows=chunk).consume()
 
             self._write(work)
-
-    def _query(self, cypher: str, **params: Any) -> list[dict[str, Any]]:
-        def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
-            return [r.data() for r in tx.run(cypher, params)]
-
-        return self._read(work)
 
     def _ensure_schema(self) -> None:
         """Uniqueness constraints (each backed by an index) on `id`: for the base label and each label."""
@@ -394,7 +325,7 @@ class Neo4jGraphStore(GraphStore):
 
     def _labels_of(self, ids: list[str]) -> dict[str, Label]:
         out: dict[str, Label] = {}
-        for chunk in _chunks(ids, 10_000):
+        for chunk in chunks(ids, 10_000):
             rows = self._query(
                 f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) RETURN n.id AS id, labels(n) AS labels", ids=list(chunk)
             )
@@ -405,7 +336,7 @@ class Neo4jGraphStore(GraphStore):
     def get_nodes(self, ids: Sequence[str]) -> dict[str, Node]:
         found: dict[str, Node] = {}
         wanted = list(dict.fromkeys(ids))
-        for chunk in _chunks(wanted, 10_000):
+        for chunk in chunks(wanted, 10_000):
             rows = self._query(
                 f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) RETURN n.id AS id, labels(n) AS labels, "
                 f"{_node_props('n')} AS props",
@@ -417,7 +348,7 @@ class Neo4jGraphStore(GraphStore):
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         out: set[str] = set()
-        for chunk in _chunks(list(dict.fromkeys(ids)), 10_000):
+        for chunk in chunks(list(dict.fromkeys(ids)), 10_000):
             rows = self._query(f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) RETURN n.id AS id", ids=list(chunk))
             out.update(row["id"] for row in rows)
         return out
@@ -480,7 +411,7 @@ class Neo4jGraphStore(GraphStore):
         nodes = self.get_nodes(order)
         edges: list[Edge] = []
         ids = list(seen)
-        for chunk in _chunks(ids, 10_000):
+        for chunk in chunks(ids, 10_000):
             rows = self._query(
                 f"UNWIND $chunk AS uid MATCH (u:{BASE} {{id: uid}})-[r{types}]->(v:{BASE}) WHERE v.id IN $all "
                 "RETURN u.id AS src, v.id AS dst, type(r) AS type, properties(r) AS props",
@@ -587,23 +518,3 @@ def _label(labels: list[str]) -> Label:
 
 def _node(row: dict[str, Any]) -> Node:
     return Node(row["id"], _label(row["labels"]), _decode(dict(row["props"]), skip="id"))
-
-
-def _reason(exc: BaseException) -> str:
-    """A few words for why a connection failed, from the driver's long message chain."""
-    seen: BaseException | None = exc
-    text = ""
-    while seen is not None:
-        text += " " + str(seen)
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        seen = seen.__cause__ or seen.__context__
-    low = text.lower()
-    if "connection refused" in low:
-        return "connection refused"
-    if "timed out" in low or "timeout" in low:
-        return "connection timed out"
-    if isinstance(exc, SessionExpired | ServiceUnavailable) and ("defunct" in low or "lost" in low or "closed" in low):
-        return "the connection was lost"
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return first[:200]

@@ -30,8 +30,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from mmkg.errors import MmkgError, UserInputError
-from mmkg.retrieval.index import VectorIndex
+from mmkg.errors import MmkgError
+from mmkg.retrieval.index import IndexDimensionError, VectorIndex, unit_rows
 from mmkg.workspace import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ _SMALL_BATCH = 32  # queries per search below which one thread is used
 
 _threads_set = False
 _faiss: Any = faiss  # the bundled type stubs lack the search-parameter classes
-
-
-class IndexDimensionError(UserInputError, ValueError):
-    """Vectors of the wrong width: usually the encoder changed since the index was built."""
 
 
 class IndexCorruptError(MmkgError):
@@ -145,7 +141,7 @@ class FaissIndex(VectorIndex):
         return "hnsw" if isinstance(self._index, faiss.IndexHNSWFlat) else "flat"
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        vecs = self._prepare(vectors, "vectors")
+        vecs = unit_rows(vectors, self.dim, "vectors")
         if len(ids) != len(vecs):
             raise ValueError(f"{len(ids)} ids but {len(vecs)} vectors")
         keep: list[int] = []
@@ -173,7 +169,7 @@ class FaissIndex(VectorIndex):
         return len(new_ids)
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        q = self._prepare(queries, "queries")
+        q = unit_rows(queries, self.dim, "queries")
         k = min(int(k), len(self._pos))
         if k < 1:
             return [[] for _ in range(len(q))]
@@ -300,22 +296,6 @@ class FaissIndex(VectorIndex):
                 params.sel = sel
             return params
         return None if sel is None else _faiss.SearchParameters(sel=sel)
-
-    def _prepare(self, vectors: np.ndarray, what: str) -> np.ndarray:
-        """A C-contiguous float32 (n, dim) copy with unit rows; a single vector is one row."""
-        arr = np.asarray(vectors, dtype=np.float32)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise IndexDimensionError(
-                f"{what} have shape {np.shape(vectors)}, but this index holds {self.dim}-d vectors"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{what} contain NaN or infinity")
-        norms = np.linalg.norm(arr, axis=1, keepdims=True)
-        if (norms == 0).any():
-            raise ValueError(f"{what} contain a zero vector, which has no direction to compare")
-        return np.ascontiguousarray(arr / norms, dtype=np.float32)
 
     def _load(self, manifest_path: Path) -> None:
         folder = manifest_path.parent

@@ -7,6 +7,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmkg.errors import UserInputError
+
+
+class IndexDimensionError(UserInputError, ValueError):
+    """Vectors of the wrong width: usually the encoder changed since the index was built."""
+
+
+def unit_rows(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """A C-contiguous float32 (n, dim) copy with unit rows (a single vector is one row); what every
+    index checks before it stores or searches."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise IndexDimensionError(f"{what} have shape {np.shape(vectors)}, but this index holds {dim}-d vectors")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contain NaN or infinity")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError(f"{what} contain a zero vector, which has no direction to compare")
+    return np.ascontiguousarray(arr / norms, dtype=np.float32)
+
 
 class VectorIndex(ABC):
     """A persistent nearest-neighbour index over unit vectors, keyed by node id."""

@@ -35,28 +35,20 @@ Note: the vector is an ordinary node property, so `properties(n)` (what Neo4jGra
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
-from neo4j import Driver, GraphDatabase, ManagedTransaction
-from neo4j.exceptions import (
-    AuthError,
-    ClientError,
-    ConfigurationError,
-    DatabaseUnavailable,
-    ServiceUnavailable,
-    SessionExpired,
-)
+from neo4j import Driver, ManagedTransaction
+from neo4j.exceptions import ClientError
 
-from mmkg.errors import MmkgError, StoreUnavailableError
+from mmkg.errors import MmkgError
+from mmkg.graph.neo4j_client import Neo4jClient, chunks, open_driver
 from mmkg.graph.neo4j_store import BASE, VECTOR_PREFIX
-from mmkg.retrieval.faiss_index import IndexDimensionError
-from mmkg.retrieval.index import VectorIndex
+from mmkg.retrieval.index import IndexDimensionError, VectorIndex, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +59,6 @@ _MAX_DIM = 4096  # Neo4j 5.26's limit for vector.dimensions
 _QUERY_BATCH = 64  # queries per round trip
 _ID_BATCH = 10_000  # ids per existence check / lookup
 _AWAIT_S = 300
-
-T = TypeVar("T")
 
 
 class VectorNodeMissingError(MmkgError, ValueError):
@@ -88,33 +78,7 @@ def names(kind: str) -> tuple[str, str, str]:
     return label, prop, prop
 
 
-def _unit_rows(vectors: Any, dim: int, what: str) -> np.ndarray:
-    """A float32 (n, dim) array of unit rows (a single vector is one row); the checks FaissIndex makes."""
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        raise IndexDimensionError(f"{what} have shape {np.shape(vectors)}, but this index holds {dim}-d vectors")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} contain NaN or infinity")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError(f"{what} contain a zero vector, which has no direction to compare")
-    return np.ascontiguousarray(arr / norms, dtype=np.float32)
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _reason(exc: BaseException) -> str:
-    from mmkg.graph.neo4j_store import _reason as reason  # the store's wording, for one message style
-
-    return reason(exc)
-
-
-class Neo4jVectorIndex(VectorIndex):
+class Neo4jVectorIndex(Neo4jClient, VectorIndex):
     """Nearest neighbours by inner product over unit vectors stored on graph nodes in Neo4j.
 
     `driver` is used, not owned (use `connect` for an index that owns and closes its driver).
@@ -154,6 +118,8 @@ class Neo4jVectorIndex(VectorIndex):
         self.uri = uri
         self.user = user
         self._driver = driver
+        self.what = f"the Neo4j {kind} vector index"
+        self.purpose = f" for the {kind} vectors"
         self._owned = False
         self._closed = False
         self._shared: object | None = None  # keeps a shared driver alive while this index is (open_indexes)
@@ -168,7 +134,7 @@ class Neo4jVectorIndex(VectorIndex):
     @classmethod
     def connect(cls, uri: str, user: str, password: str, kind: str, dim: int, **kwargs: Any) -> Neo4jVectorIndex:
         """An index with a driver of its own (closed by `close()`)."""
-        driver = _driver(uri, user, password)
+        driver = open_driver(uri, user, password)
         try:
             index = cls(driver, kind, dim, uri=uri, user=user, **kwargs)
         except BaseException:
@@ -186,7 +152,7 @@ class Neo4jVectorIndex(VectorIndex):
     # ------------------------------------------------------------------ VectorIndex
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        vecs = _unit_rows(vectors, self.dim, "vectors")
+        vecs = unit_rows(vectors, self.dim, "vectors")
         if len(ids) != len(vecs):
             raise ValueError(f"{len(ids)} ids but {len(vecs)} vectors")
         first: dict[str, int] = {}
@@ -211,7 +177,7 @@ class Neo4jVectorIndex(VectorIndex):
             f"SET n:{self.label}, n.{self.prop} = row.v RETURN count(n) AS added"
         )
         added = 0
-        for chunk in _chunks(rows, self.batch_size):
+        for chunk in chunks(rows, self.batch_size):
 
             def work(tx: ManagedTransaction, chunk: Sequence[dict[str, Any]] = chunk) -> int:
                 record = tx.run(cypher, rows=list(chunk)).single()
@@ -221,7 +187,7 @@ class Neo4jVectorIndex(VectorIndex):
         return added
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        q = _unit_rows(queries, self.dim, "queries")
+        q = unit_rows(queries, self.dim, "queries")
         k = int(k)
         if k < 1:
             return [[] for _ in range(len(q))]
@@ -244,7 +210,7 @@ class Neo4jVectorIndex(VectorIndex):
     def get(self, ids: Sequence[str]) -> np.ndarray:
         wanted = list(dict.fromkeys(ids))
         found: dict[str, list[float]] = {}
-        for chunk in _chunks(wanted, _ID_BATCH):
+        for chunk in chunks(wanted, _ID_BATCH):
             rows = self._query(
                 f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) WHERE n:{self.label} "
                 f"RETURN n.id AS id, n.{self.prop} AS v",
@@ -267,7 +233,7 @@ class Neo4jVectorIndex(VectorIndex):
             f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) WHERE n:{self.label} "
             f"REMOVE n:{self.label}, n.{self.prop} RETURN count(n) AS removed"
         )
-        for chunk in _chunks(wanted, self.batch_size):
+        for chunk in chunks(wanted, self.batch_size):
 
             def work(tx: ManagedTransaction, chunk: Sequence[str] = chunk) -> int:
                 record = tx.run(cypher, ids=list(chunk)).single()
@@ -289,7 +255,7 @@ class Neo4jVectorIndex(VectorIndex):
     def present(self, ids: Sequence[str]) -> set[str]:
         """Which of `ids` hold a vector of this kind: one round trip per 10,000 ids, where `in` costs one each."""
         out: set[str] = set()
-        for chunk in _chunks(list(dict.fromkeys(i for i in ids if isinstance(i, str))), _ID_BATCH):
+        for chunk in chunks(list(dict.fromkeys(i for i in ids if isinstance(i, str))), _ID_BATCH):
             rows = self._query(
                 f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) WHERE n:{self.label} RETURN n.id AS id", ids=list(chunk)
             )
@@ -307,7 +273,7 @@ class Neo4jVectorIndex(VectorIndex):
 
     def _existing(self, ids: list[str]) -> set[str]:
         out: set[str] = set()
-        for chunk in _chunks(ids, _ID_BATCH):
+        for chunk in chunks(ids, _ID_BATCH):
             rows = self._query(f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) RETURN n.id AS id", ids=list(chunk))
             out.update(row["id"] for row in rows)
         return out
@@ -363,51 +329,6 @@ class Neo4jVectorIndex(VectorIndex):
                 state = None if info is None else info["state"]
                 raise Neo4jIndexError(f"the Neo4j vector index {self.index_name} is {state}, not ONLINE")
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Driver failures that mean "the server is not there" become one clear StoreUnavailableError."""
-        try:
-            yield
-        except AuthError as exc:
-            raise StoreUnavailableError(f"Neo4j rejected the credentials for user {self.user or '?'}") from exc
-        except (ServiceUnavailable, SessionExpired, DatabaseUnavailable, OSError) as exc:
-            raise StoreUnavailableError(
-                f"cannot reach Neo4j at {self.uri or 'its address'} for the {self.name} vectors: {_reason(exc)}"
-                " — start it with `mmkg neo4j start` or set NEO4J_URI"
-            ) from exc
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MmkgError(f"the Neo4j {self.name} vector index is closed")
-
-    def _write(self, fn: Callable[[ManagedTransaction], T]) -> T:
-        self._check_open()
-        with self._guard(), self._driver.session(database=self.database) as session:
-            return session.execute_write(fn)
-
-    def _query(self, cypher: str, **params: Any) -> list[dict[str, Any]]:
-        self._check_open()
-
-        def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
-            return [r.data() for r in tx.run(cypher, params)]
-
-        with self._guard(), self._driver.session(database=self.database) as session:
-            return session.execute_read(work)
-
-
-def _driver(uri: str, user: str, password: str) -> Driver:
-    try:
-        driver = GraphDatabase.driver(
-            uri,
-            auth=(user, password),
-            connection_timeout=5.0,
-            max_transaction_retry_time=15.0,
-            notifications_min_severity="OFF",  # e.g. "label MmkgVecImages does not exist yet"
-        )
-    except (ValueError, ConfigurationError) as exc:
-        raise StoreUnavailableError(f"invalid Neo4j URI {uri!r}: {exc}") from exc
-    return driver
-
 
 class _SharedDriver:
     """One driver for several indexes; closed when the last of them is gone (or at exit)."""
@@ -421,7 +342,7 @@ def open_indexes(
     uri: str, user: str, password: str, kinds: Iterable[str], dim: int, **kwargs: Any
 ) -> list[Neo4jVectorIndex]:
     """One Neo4jVectorIndex per kind, sharing one driver (closed once none of them is referenced)."""
-    shared = _SharedDriver(_driver(uri, user, password))
+    shared = _SharedDriver(open_driver(uri, user, password))
     indexes = [Neo4jVectorIndex(shared.driver, kind, dim, uri=uri, user=user, **kwargs) for kind in kinds]
     for index in indexes:
         index._shared = shared

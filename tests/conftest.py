@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,6 @@ class Neo4jTestServer:
     port: int | None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +51,7 @@ def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jTest
         pytest.skip("Maven is needed to build the local Neo4j server for the Neo4j tests")
     # Settings built directly, not from the environment: a developer's NEO4J_* must not leak in.
     settings = Settings(home=tmp_path_factory.mktemp("neo4j-workspace"))
-    port = free_port()
+    port = neo4j_server.free_port()
     neo4j_server.start(settings, port=port)
     try:
         conn = neo4j_server.connection_settings(settings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +23,6 @@ CYPHER = '"}) MATCH (n) DETACH DELETE n //'
 ODD_ENTITY = "`a`:b"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def raw(server: Any, cypher: str, **params: Any) -> list[dict[str, Any]]:
@@ -49,7 +44,7 @@ def test_unknown_user_is_one_clear_line(neo4j_server: Any) -> None:
 
 
 def test_closed_port_is_one_clear_line() -> None:
-    port = free_port()  # bound and released: nothing listens there now
+    port = server_mod.free_port()  # bound and released: nothing listens there now
     uri = f"bolt://127.0.0.1:{port}"
     t0 = time.monotonic()
     with pytest.raises(StoreUnavailableError) as info:

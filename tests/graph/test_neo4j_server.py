@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
 import sys
@@ -18,12 +17,6 @@ from mmkg.graph.neo4j_server import Neo4jServerError
 from mmkg.graph.neo4j_store import Neo4jGraphStore
 from mmkg.graph.schema import Label, Node
 from mmkg.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def local(neo4j_server: Any) -> tuple[Settings, int]:
@@ -101,7 +94,7 @@ def test_status_files_and_idempotent_start(neo4j_server: Any) -> None:
 def test_start_refuses_another_port_while_running(neo4j_server: Any) -> None:
     settings, port = local(neo4j_server)
     with pytest.raises(Neo4jServerError, match="already running .* run `mmkg neo4j stop` first"):
-        server_mod.start(settings, port=free_port())
+        server_mod.start(settings, port=server_mod.free_port())
 
 
 @pytest.mark.neo4j
@@ -118,7 +111,7 @@ def test_a_jvm_that_dies_at_start_is_reported_with_its_log(neo4j_server: Any, tm
     not_a_dir.write_text("x")
     settings = Settings(home=tmp_path / "ws")
     with pytest.raises(Neo4jServerError) as info:
-        server_mod.start(settings, port=free_port(), data_dir=not_a_dir, timeout=120)
+        server_mod.start(settings, port=server_mod.free_port(), data_dir=not_a_dir, timeout=120)
     message = str(info.value)
     assert message.startswith("the Neo4j server exited with code 1 while starting: mmkg-neo4j: failed to start:")
     assert "\n" not in message and "(log: " in message

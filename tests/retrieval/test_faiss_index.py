@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmkg.retrieval.faiss_index import MANIFEST, FaissIndex, IndexCorruptError, IndexDimensionError
+from mmkg.retrieval.faiss_index import MANIFEST, FaissIndex, IndexCorruptError
+from mmkg.retrieval.index import IndexDimensionError
 
 DIM = 16
 

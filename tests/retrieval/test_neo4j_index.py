@@ -15,7 +15,8 @@ import pytest
 
 from mmkg.graph.neo4j_store import Neo4jGraphStore
 from mmkg.graph.schema import Label, Node
-from mmkg.retrieval.faiss_index import FaissIndex, IndexDimensionError
+from mmkg.retrieval.faiss_index import FaissIndex
+from mmkg.retrieval.index import IndexDimensionError
 from mmkg.retrieval.neo4j_index import Neo4jVectorIndex, VectorNodeMissingError, names
 from mmkg.settings import Settings
 
