@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache_root="${MMKG_VENV_CACHE:-$HOME/.cache/mmkg}"
-key=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+# Keyed by the lock file alone: it pins every dependency, and pyproject.toml changes (package folders,
+# tool settings) only need the editable install below, not a new multi-GB environment.
+key=$(sha256sum requirements.lock | cut -c1-16)
 venv="$cache_root/venv-$key"
 
 if [ ! -f "$venv/.complete" ]; then
