@@ -4,6 +4,13 @@ Images go through frozen EfficientNet-Lite0, texts through frozen all-MiniLM-L6-
 (`mmkg.encoders.backbones`); two small heads, trained contrastively by `mmkg.encoders.lit_train`,
 map both into one shared L2-normalised space.
 
+A multilingual model adds a third head (``text_ml``) on frozen multilingual-e5-small, trained on
+the same images with captions in other languages (``captions.<lang>.jsonl``). Each text is routed
+by its script (`text_towers`): Latin-script text to the towers ``routing["latin"]`` names (MiniLM,
+which is better at English), every other script to ``routing["other"]`` (e5). A text with no
+letters at all (digits, emoji, empty) counts as Latin. A model without ``text_ml`` (the format
+before it) sends everything to MiniLM.
+
 The trained model lives in ``<workspace>/models/lit/``:
 
 * ``config.json`` — backbones, feature names and dims, preprocessing, head architecture, the
@@ -20,7 +27,8 @@ import io
 import json
 import logging
 import math
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +44,15 @@ from mmkg.encoders.backbones import (
     IMAGE_MEAN,
     IMAGE_SIZE,
     IMAGE_STD,
+    ML_TEXT_BACKBONE,
+    ML_TEXT_FEATURE,
     TEXT_BACKBONE,
     TEXT_FEATURE,
     TEXT_MAX_TOKENS,
     ImageTower,
     TextTower,
     get_image_tower,
+    get_ml_text_tower,
     get_text_tower,
     limit_threads,
 )
@@ -55,6 +66,34 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 TRAIN_HINT = "run: mmkg train encoder --data ../shared/data/flickr8k/train"
+
+TEXT = "text"
+"""The English text head, on MiniLM features."""
+TEXT_ML = "text_ml"
+"""The multilingual text head, on multilingual-e5-small features."""
+TOWER_FEATURES = {TEXT: TEXT_FEATURE, TEXT_ML: ML_TEXT_FEATURE}
+DEFAULT_ROUTING: dict[str, list[str]] = {"latin": [TEXT], "other": [TEXT_ML]}
+"""Which text heads embed a text, by its script; several heads' unit vectors are averaged."""
+
+FeatureFn = Callable[[str, list[str]], np.ndarray]
+"""(head name, texts) -> the frozen features that head takes: live towers or the feature cache."""
+
+
+def is_latin_text(text: str) -> bool:
+    """True when every letter of the text is Latin (or it has none): the texts MiniLM was trained on."""
+    return all(_latin_letter(ch) for ch in text if ch.isalpha())
+
+
+def _latin_letter(ch: str) -> bool:
+    code = ord(ch)
+    if code < 0x250 or 0x1E00 <= code < 0x1F00 or 0xFF21 <= code <= 0xFF5A:
+        return True
+    return unicodedata.name(ch, "").startswith("LATIN")
+
+
+def text_towers(text: str, routing: dict[str, list[str]]) -> list[str]:
+    """The text heads that embed this text under a model's routing."""
+    return routing["latin"] if is_latin_text(text) else routing["other"]
 
 
 def lit_model_dir(settings: Settings) -> Path:
@@ -106,7 +145,8 @@ class ProjectionHead(nn.Module):
 
 
 class LitHeads(nn.Module):
-    """The trainable part: an image head, a text head and the temperature of the contrastive loss."""
+    """The trainable part: an image head, a text head (MiniLM), optionally a multilingual text head
+    (e5), and the temperature of the contrastive loss."""
 
     def __init__(
         self,
@@ -118,10 +158,14 @@ class LitHeads(nn.Module):
         dropout: float = 0.5,
         input_dropout: float = 0.3,
         init_temperature: float = 0.07,
+        ml_text_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.image = ProjectionHead(image_dim, embed_dim, hidden, depth, dropout, input_dropout)
         self.text = ProjectionHead(text_dim, embed_dim, hidden, depth, dropout, input_dropout)
+        self.text_ml = (
+            ProjectionHead(ml_text_dim, embed_dim, hidden, depth, dropout, input_dropout) if ml_text_dim else None
+        )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
 
     @property
@@ -131,8 +175,19 @@ class LitHeads(nn.Module):
     def embed_images(self, feats: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image(feats), dim=-1)
 
-    def embed_texts(self, feats: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text(feats), dim=-1)
+    def embed_texts(self, feats: torch.Tensor, head: str = TEXT) -> torch.Tensor:
+        return F.normalize(self.text_head(head)(feats), dim=-1)
+
+    def text_head(self, head: str) -> ProjectionHead:
+        if head == TEXT:
+            return self.text
+        if head == TEXT_ML and self.text_ml is not None:
+            return self.text_ml
+        raise ValueError(f"this model has no text head {head!r}")
+
+    @property
+    def text_heads(self) -> list[str]:
+        return [TEXT] if self.text_ml is None else [TEXT, TEXT_ML]
 
     @classmethod
     def from_arch(cls, arch: dict[str, Any]) -> LitHeads:
@@ -144,10 +199,45 @@ class LitHeads(nn.Module):
             depth=int(arch["depth"]),
             dropout=float(arch.get("dropout", 0.0)),
             input_dropout=float(arch.get("input_dropout", 0.0)),
+            ml_text_dim=int(arch["ml_text_dim"]) if arch.get("ml_text_dim") else None,
         )
 
 
-def save_lit_model(model_dir: Path, heads: LitHeads, arch: dict[str, Any], summary: dict[str, Any]) -> Path:
+def embed_texts_routed(
+    heads: LitHeads, routing: dict[str, list[str]], texts: Sequence[str], features: FeatureFn
+) -> np.ndarray:
+    """Unit vectors of texts, each through the head(s) its script routes it to (the mean of their unit
+    vectors, re-normalised, when several). Training's evaluation and the encoder share this code."""
+    dim = heads.image.mlp[-1].out_features
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        for head in text_towers(text, routing):
+            groups.setdefault(head, []).append(i)
+    param = next(heads.parameters())
+    for head, rows in groups.items():
+        feats = np.ascontiguousarray(features(head, [texts[i] for i in rows]), dtype=np.float32)
+        with torch.inference_mode():
+            x = torch.from_numpy(feats).to(param.device)
+            out[np.asarray(rows)] += heads.embed_texts(x, head).float().cpu().numpy()
+    return l2_normalize(out)
+
+
+def model_routing(config: dict[str, Any], heads: LitHeads) -> dict[str, list[str]]:
+    """The routing a saved model uses; a model without the multilingual head sends everything to MiniLM."""
+    if heads.text_ml is None:
+        return {"latin": [TEXT], "other": [TEXT]}
+    routing = config.get("routing") or DEFAULT_ROUTING
+    return {"latin": list(routing["latin"]), "other": list(routing["other"])}
+
+
+def save_lit_model(
+    model_dir: Path,
+    heads: LitHeads,
+    arch: dict[str, Any],
+    summary: dict[str, Any],
+    routing: dict[str, list[str]] | None = None,
+) -> Path:
     """Write the weights (content-addressed) then config.json (the commit point); drop stale weights."""
     buf = io.BytesIO()
     state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
@@ -174,7 +264,16 @@ def save_lit_model(model_dir: Path, heads: LitHeads, arch: dict[str, Any], summa
                 "pooling": "global average of the last 1280-channel map",
             },
             "text": {"pooling": "attention-masked mean, L2-normalised", "max_tokens": TEXT_MAX_TOKENS},
+            "text_ml": {"prefix": "query: ", "pooling": "mean, L2-normalised", "long_texts": "512-token windows"},
         },
+        "text_heads": {
+            head: {
+                "backbone": TEXT_BACKBONE if head == TEXT else ML_TEXT_BACKBONE,
+                "feature": TOWER_FEATURES[head],
+            }
+            for head in heads.text_heads
+        },
+        "routing": routing or (DEFAULT_ROUTING if heads.text_ml is not None else {"latin": [TEXT], "other": [TEXT]}),
         "arch": arch,
         "temperature": heads.temperature,
         "training": summary,
@@ -204,6 +303,11 @@ def load_lit_heads(model_dir: Path) -> tuple[LitHeads, dict[str, Any]]:
             f"the lit heads in {model_dir} were trained on other backbone features "
             f"({config.get('image_feature')}, {config.get('text_feature')}); {TRAIN_HINT}"
         )
+    ml_feature = (config.get("text_heads") or {}).get(TEXT_ML, {}).get("feature")
+    if config["arch"].get("ml_text_dim") and ml_feature != ML_TEXT_FEATURE:
+        raise ModelNotReadyError(
+            f"the lit heads in {model_dir} were trained on another multilingual feature ({ml_feature}); {TRAIN_HINT}"
+        )
     heads = LitHeads.from_arch(config["arch"])
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     heads.load_state_dict(state, strict=True)
@@ -215,7 +319,7 @@ def load_lit_heads(model_dir: Path) -> tuple[LitHeads, dict[str, Any]]:
 
 
 class LitEncoder(Encoder):
-    """Frozen EfficientNet-Lite0 / MiniLM towers with trained heads; loads each tower on first use."""
+    """Frozen EfficientNet-Lite0 / MiniLM (/ e5) towers with trained heads; loads each tower on first use."""
 
     name = "lit"
 
@@ -223,6 +327,7 @@ class LitEncoder(Encoder):
         self.model_dir = Path(model_dir)
         self.heads, self.config = load_lit_heads(self.model_dir)
         self.dim = int(self.config["arch"]["embed_dim"])
+        self.routing = model_routing(self.config, self.heads)
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.heads.to(device)
@@ -243,6 +348,12 @@ class LitEncoder(Encoder):
     @property
     def text_tower(self) -> TextTower:
         return get_text_tower(self.device)
+
+    def text_features(self, head: str, texts: list[str], progress: bool = False) -> np.ndarray:
+        """The frozen features the named text head takes, from its live tower."""
+        if head == TEXT_ML:
+            return get_ml_text_tower().features(texts, batch_size=64, progress=progress)
+        return self.text_tower.features(texts, batch_size=max(self.batch_size, 64), progress=progress)
 
     def project_image_features(self, feats: np.ndarray) -> np.ndarray:
         """Frozen image features (n, 1280) -> unit vectors (n, dim)."""
@@ -271,5 +382,6 @@ class LitEncoder(Encoder):
             raise TypeError("encode_texts takes a list of strings, not one string")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        feats = self.text_tower.features(list(texts), batch_size=max(self.batch_size, 64), progress=progress)
-        return self.project_text_features(feats)
+        return embed_texts_routed(
+            self.heads, self.routing, list(texts), lambda head, group: self.text_features(head, group, progress)
+        )

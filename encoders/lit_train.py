@@ -1,17 +1,22 @@
 """Training the `lit` heads: cached frozen features + symmetric InfoNCE with a learnable temperature.
 
 `mmkg train encoder --data DIR` calls `train_lit(DIR, settings)`. DIR is in the Flickr layout:
-``captions.jsonl`` with one ``{"image": "images/NAME.jpg", "captions": [...]}`` a line.
+``captions.jsonl`` with one ``{"image": "images/NAME.jpg", "captions": [...]}`` a line, and
+optionally ``captions.<lang>.jsonl`` beside it (the same images, captions in another language).
+With those, the model gets a multilingual text head on multilingual-e5-small (`mmkg.encoders.lit`).
 
 1. Frozen features. Every image is hashed (sha256 of its file bytes) and looked up in the feature
    cache for both views (``plain`` and ``hflip``); only misses are decoded (`load_image`) and run
    through EfficientNet-Lite0, in batches, written to the cache chunk by chunk. Captions likewise
-   (keyed by the sha256 of the text). A second run, or a run after a crash, re-encodes nothing
-   that was already cached.
+   (keyed by the sha256 of the text, one cache namespace per text tower). A second run, or a run
+   after a crash, re-encodes nothing that was already cached.
 2. Heads. A fixed slice of the training images (``holdout``, chosen by hashing, never dev) is set
    aside; heads are trained on the rest with a symmetric InfoNCE loss. Each step takes a batch of
    distinct images, one random caption of each, and a random view (plain or horizontally flipped)
-   of each image. The epoch with the best holdout rsum is kept.
+   of each image. Each text head has its own loss over the captions it embeds (MiniLM: Latin-script
+   captions; e5: all captions, so that it learns English too and carries it to languages it has
+   no captions for), and the losses are summed. The epoch with the best holdout rsum (summed over
+   the caption files, each caption embedded as the encoder will embed it) is kept.
 3. Save heads + config atomically to ``<home>/models/lit`` (`mmkg.encoders.lit.save_lit_model`).
 4. If ``dev_dir`` is given, report the retrieval metrics on it (reporting only, never selection).
 """
@@ -38,13 +43,24 @@ from mmkg.encoders.backbones import (
     IMAGE_FEATURE,
     IMAGE_VIEWS,
     MAX_THREADS,
-    TEXT_FEATURE,
     get_image_tower,
+    get_ml_text_tower,
     get_text_tower,
     limit_threads,
 )
 from mmkg.encoders.feature_cache import FeatureCache, sha256_bytes, text_key
-from mmkg.encoders.lit import LitHeads, lit_model_dir, save_lit_model
+from mmkg.encoders.lit import (
+    DEFAULT_ROUTING,
+    TEXT,
+    TEXT_ML,
+    TOWER_FEATURES,
+    LitHeads,
+    embed_texts_routed,
+    lit_model_dir,
+    model_routing,
+    save_lit_model,
+    text_towers,
+)
 from mmkg.errors import BadImageError, UserInputError
 from mmkg.evaluation.metrics import image_text_retrieval
 from mmkg.ingest.images import load_image, read_image_bytes, resolve_inside
@@ -72,8 +88,14 @@ DEFAULTS: dict[str, Any] = {
     "holdout": 500,
     "eval_every": 2,
     "seed": 0,
+    "multilingual": None,
+    "ml_all_captions": True,
 }
-"""Head-training hyperparameters; `train_lit(..., **hyperparams)` overrides any of them."""
+"""Head-training hyperparameters; `train_lit(..., **hyperparams)` overrides any of them.
+``multilingual``: train the e5 text head (None: when the folder has ``captions.<lang>.jsonl``).
+``ml_all_captions``: the e5 head also learns from Latin-script captions (else only from other scripts)."""
+
+BASE_CAPTIONS = "captions.jsonl"
 
 
 @dataclass(frozen=True)
@@ -85,12 +107,13 @@ class PairSet:
     skipped: list[tuple[str, str]]
 
 
-def read_captions_jsonl(data_dir: Path, max_images: int | None = None) -> PairSet:
-    """Parse ``DIR/captions.jsonl``; bad lines and unsafe paths are reported and skipped."""
+def read_captions_jsonl(data_dir: Path, max_images: int | None = None, name: str = BASE_CAPTIONS) -> PairSet:
+    """Parse ``DIR/captions.jsonl`` (or another captions file there); bad lines and unsafe paths are
+    reported and skipped."""
     data_dir = Path(data_dir)
-    index = data_dir / "captions.jsonl"
+    index = data_dir / name
     if not index.is_file():
-        raise UserInputError(f"no captions.jsonl in {data_dir} (expected the Flickr layout)")
+        raise UserInputError(f"no {name} in {data_dir} (expected the Flickr layout)")
     paths: list[Path] = []
     captions: list[list[str]] = []
     skipped: list[tuple[str, str]] = []
@@ -118,13 +141,28 @@ def read_captions_jsonl(data_dir: Path, max_images: int | None = None) -> PairSe
     return PairSet(paths, captions, skipped)
 
 
+def extra_caption_files(data_dir: Path) -> list[str]:
+    """The ``captions.<lang>.jsonl`` files beside ``captions.jsonl``, by name."""
+    return sorted(p.name for p in Path(data_dir).glob("captions.*.jsonl") if p.is_file())
+
+
+def aligned_captions(data_dir: Path, name: str, paths: Sequence[Path]) -> list[list[str]]:
+    """The captions a file gives each of `paths` (an empty list for an image it does not name)."""
+    by_path: dict[Path, list[str]] = {}
+    pairs = read_captions_jsonl(data_dir, name=name)
+    for path, caps in zip(pairs.paths, pairs.captions, strict=True):
+        by_path.setdefault(path.resolve(), []).extend(caps)
+    return [by_path.get(Path(p).resolve(), []) for p in paths]
+
+
 def image_cache(settings: Settings, view: str) -> FeatureCache:
     tower_dim = 1280
     return FeatureCache(Workspace(Path(settings.home)).cache_dir, f"{IMAGE_FEATURE}/{view}", tower_dim)
 
 
-def text_cache(settings: Settings) -> FeatureCache:
-    return FeatureCache(Workspace(Path(settings.home)).cache_dir, f"{TEXT_FEATURE}/text", 384)
+def text_cache(settings: Settings, head: str = TEXT) -> FeatureCache:
+    """The cache of the frozen features a text head takes: one namespace per text tower."""
+    return FeatureCache(Workspace(Path(settings.home)).cache_dir, f"{TOWER_FEATURES[head]}/text", 384)
 
 
 def cached_image_features(
@@ -194,9 +232,11 @@ def cached_image_features(
     return out, [ok[j] for j in keep], skipped
 
 
-def cached_text_features(texts: Sequence[str], settings: Settings, progress: bool = True) -> np.ndarray:
-    """Frozen text features (n, 384), from the cache or computed (and cached) on a miss."""
-    cache = text_cache(settings)
+def cached_text_features(
+    texts: Sequence[str], settings: Settings, progress: bool = True, head: str = TEXT
+) -> np.ndarray:
+    """Frozen text features (n, 384) for a text head, from the cache or computed (and cached) on a miss."""
+    cache = text_cache(settings, head)
     keys = [text_key(t) for t in texts]
     feats, found = cache.lookup(keys)
     miss = np.flatnonzero(~found)
@@ -206,14 +246,15 @@ def cached_text_features(texts: Sequence[str], settings: Settings, progress: boo
         for j in miss.tolist():
             uniq.setdefault(keys[j], j)
         order = list(uniq.values())
-        tower = get_text_tower(settings.device)
-        log.info("encoding %d captions with %s", len(order), TEXT_FEATURE)
-        bar = tqdm(total=len(order), desc="text features", unit="text", disable=not progress)
-        step = EXTRACT_CHUNK * 16
+        tower = get_ml_text_tower() if head == TEXT_ML else get_text_tower(settings.device)
+        log.info("encoding %d captions with %s", len(order), TOWER_FEATURES[head])
+        bar = tqdm(total=len(order), desc=f"{head} features", unit="text", disable=not progress)
+        # e5 is about 5x slower than MiniLM: smaller chunks lose less to a crash
+        step = EXTRACT_CHUNK * (4 if head == TEXT_ML else 16)
         with bar:
             for start in range(0, len(order), step):
                 rows = order[start : start + step]
-                f = tower.features([texts[j] for j in rows], batch_size=128)
+                f = tower.features([texts[j] for j in rows], batch_size=64 if head == TEXT_ML else 128)
                 cache.put([keys[j] for j in rows], f)
                 bar.update(len(rows))
         cache.compact()
@@ -253,16 +294,6 @@ def _holdout_split(keys: Sequence[str], holdout: int, seed: int) -> tuple[np.nda
     return fit, ho
 
 
-def _evaluate(heads: LitHeads, img: np.ndarray, txt: np.ndarray, text_image: np.ndarray) -> dict[str, float]:
-    was_training = heads.training
-    heads.eval()
-    with torch.inference_mode():
-        ie = heads.embed_images(torch.from_numpy(np.ascontiguousarray(img)))
-        te = heads.embed_texts(torch.from_numpy(np.ascontiguousarray(txt)))
-    heads.train(was_training)
-    return image_text_retrieval((te @ ie.T).numpy(), text_image)
-
-
 def _round(metrics: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), 2) for k, v in metrics.items()}
 
@@ -289,15 +320,18 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
 
     data_dir = Path(data_dir)
     pairs = read_captions_jsonl(data_dir, max_images=max_images)
+    extra_names = extra_caption_files(data_dir)
+    multilingual = bool(extra_names) if hp["multilingual"] is None else bool(hp["multilingual"])
+    hp["multilingual"] = multilingual
     views = ["plain", "hflip"] if hp["hflip"] else ["plain"]
     img_feats, ok, skipped_imgs = cached_image_features(pairs.paths, settings, views, progress=progress)
     if len(ok) < 2:
         raise UserInputError(f"fewer than two readable images in {data_dir}")
-    captions = [pairs.captions[i] for i in ok]
-    flat = [c for caps in captions for c in caps]
-    txt_feats = cached_text_features(flat, settings, progress=progress)
-    cap_start = np.concatenate([[0], np.cumsum([len(c) for c in captions])[:-1]]).astype(np.int64)
-    cap_count = np.asarray([len(c) for c in captions], dtype=np.int64)
+    caption_sets = {BASE_CAPTIONS: [pairs.captions[i] for i in ok]}
+    for name in extra_names if multilingual else []:
+        caption_sets[name] = aligned_captions(data_dir, name, [pairs.paths[i] for i in ok])
+    routing = DEFAULT_ROUTING if multilingual else {"latin": [TEXT], "other": [TEXT]}
+    tables = _caption_tables(caption_sets, routing, multilingual and bool(hp["ml_all_captions"]), settings, progress)
     t_features = time.perf_counter() - t_start
 
     image_keys = [str(pairs.paths[i].name) for i in ok]
@@ -306,19 +340,23 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
         fit = np.arange(len(ok))
     arch = {
         "image_dim": int(img_feats["plain"].shape[1]),
-        "text_dim": int(txt_feats.shape[1]),
+        "text_dim": int(tables[TEXT].feats.shape[1]) if TEXT in tables else 384,
         "embed_dim": int(hp["embed_dim"]),
         "hidden": int(hp["hidden"]),
         "depth": int(hp["depth"]),
         "dropout": float(hp["dropout"]),
         "input_dropout": float(hp["input_dropout"]),
     }
+    if multilingual:
+        arch["ml_text_dim"] = int(tables[TEXT_ML].feats.shape[1])
     heads = LitHeads.from_arch(arch)
     with torch.no_grad():
         heads.logit_scale.fill_(math.log(1.0 / float(hp["init_temperature"])))
-        fit_caps = np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in fit])
         heads.image.set_input_stats(img_feats["plain"][fit].mean(0), img_feats["plain"][fit].std(0))
-        heads.text.set_input_stats(txt_feats[fit_caps].mean(0), txt_feats[fit_caps].std(0))
+        for head, table in tables.items():
+            rows = table.rows(fit)
+            if rows.size:
+                heads.text_head(head).set_input_stats(table.feats[rows].mean(0), table.feats[rows].std(0))
 
     decay = [p for n, p in heads.named_parameters() if n != "logit_scale" and p.ndim > 1]
     no_decay = [p for n, p in heads.named_parameters() if n != "logit_scale" and p.ndim <= 1]
@@ -341,12 +379,10 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     view_t = {v: torch.from_numpy(img_feats[v]) for v in views}
-    txt_t = torch.from_numpy(txt_feats)
-    ho_caps = np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in ho]) if ho.size else None
-    ho_text_image = np.repeat(np.arange(ho.size), cap_count[ho]) if ho.size else None
+    holdout_sets = _holdout_sets(caption_sets, ho)
 
     heads.train()
-    best: tuple[float, int, dict[str, Any] | None, dict[str, float]] = (-1.0, -1, None, {})
+    best: tuple[float, int, dict[str, Any] | None, dict[str, dict[str, float]]] = (-1.0, -1, None, {})
     history: list[dict[str, float]] = []
     loss_value = float("nan")
     t_heads = time.perf_counter()
@@ -360,15 +396,13 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
             if "hflip" in view_t:
                 flip = torch.from_numpy(rng.random(len(idx)) < 0.5)[:, None]
                 x = torch.where(flip, view_t["hflip"][idx], x)
-            if hp["all_captions"]:
-                owner = np.repeat(np.arange(len(idx)), cap_count[idx])
-                cap = np.concatenate([np.arange(cap_start[i], cap_start[i] + cap_count[i]) for i in idx])
-            else:
-                owner = np.arange(len(idx))
-                cap = cap_start[idx] + (rng.random(len(idx)) * cap_count[idx]).astype(np.int64)
             ie = heads.embed_images(x)
-            te = heads.embed_texts(txt_t[cap])
-            loss = contrastive_loss(ie, te, torch.from_numpy(owner), heads.logit_scale)
+            loss = torch.zeros(())
+            for head, table in tables.items():
+                owner, cap = table.batch(idx, bool(hp["all_captions"]), rng)
+                if cap.size:
+                    te = heads.embed_texts(table.tensor[cap], head)
+                    loss = loss + contrastive_loss(ie, te, torch.from_numpy(owner), heads.logit_scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -376,12 +410,13 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
             running += float(loss.detach())
         loss_value = running / steps_per_epoch
         last = epoch == epochs - 1
-        if ho_caps is not None and ho_text_image is not None and (last or (epoch + 1) % int(hp["eval_every"]) == 0):
-            m = _evaluate(heads, img_feats["plain"][ho], txt_feats[ho_caps], ho_text_image)
-            history.append({"epoch": epoch + 1, "loss": round(loss_value, 4), "holdout_rsum": round(m["rsum"], 2)})
-            bar.set_postfix(loss=f"{loss_value:.3f}", holdout_rsum=f"{m['rsum']:.1f}")
-            if m["rsum"] > best[0]:
-                best = (m["rsum"], epoch + 1, copy.deepcopy(heads.state_dict()), m)
+        if holdout_sets and (last or (epoch + 1) % int(hp["eval_every"]) == 0):
+            by_file = _evaluate_sets(heads, routing, img_feats["plain"][ho], holdout_sets, tables)
+            rsum = sum(m["rsum"] for m in by_file.values())
+            history.append({"epoch": epoch + 1, "loss": round(loss_value, 4), "holdout_rsum": round(rsum, 2)})
+            bar.set_postfix(loss=f"{loss_value:.3f}", holdout_rsum=f"{rsum:.1f}")
+            if rsum > best[0]:
+                best = (rsum, epoch + 1, copy.deepcopy(heads.state_dict()), by_file)
         else:
             bar.set_postfix(loss=f"{loss_value:.3f}")
     if best[2] is not None:
@@ -392,7 +427,10 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
     summary: dict[str, Any] = {
         "data": str(data_dir),
         "images": len(ok),
-        "pairs": int(len(flat)),
+        "pairs": sum(len(c) for c in caption_sets[BASE_CAPTIONS]),
+        "pairs_by_file": {name: sum(len(c) for c in sets) for name, sets in caption_sets.items()},
+        "captions_by_head": {head: int(table.feats.shape[0]) for head, table in tables.items()},
+        "routing": routing,
         "skipped": len(pairs.skipped) + len(skipped_imgs),
         "fit_images": int(len(fit)),
         "holdout_images": int(ho.size),
@@ -401,16 +439,20 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
         "final_loss": round(loss_value, 4),
         "temperature": round(heads.temperature, 5),
         "hyperparams": hp,
-        "holdout": _round(best[3]) if best[3] else None,
+        "holdout": _round(best[3][BASE_CAPTIONS]) if best[3] else None,
+        "holdout_by_file": {name: _round(m) for name, m in best[3].items()},
         "history": history,
         "seconds_features": round(t_features, 1),
         "seconds_heads": round(t_heads, 1),
     }
     model_dir = lit_model_dir(settings)
-    save_lit_model(model_dir, heads, arch, summary)
+    save_lit_model(model_dir, heads, arch, summary, routing)
     log.info("saved lit heads to %s", model_dir)
     if dev_dir is not None:
-        summary["dev"] = _round(evaluate_lit_folder(Path(dev_dir), settings, heads=heads, progress=progress))
+        summary["dev"] = {
+            name: _round(evaluate_lit_folder(Path(dev_dir), settings, heads=heads, captions=name, progress=progress))
+            for name in [BASE_CAPTIONS, *(extra_caption_files(Path(dev_dir)) if multilingual else [])]
+        }
     summary["seconds"] = round(time.perf_counter() - t_start, 1)
     summary["model_dir"] = str(model_dir)
     try:
@@ -423,16 +465,124 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
 
 
 def evaluate_lit_folder(
-    data_dir: Path, settings: Settings, heads: LitHeads | None = None, progress: bool = True
+    data_dir: Path,
+    settings: Settings,
+    heads: LitHeads | None = None,
+    captions: str = BASE_CAPTIONS,
+    progress: bool = True,
 ) -> dict[str, float]:
-    """Image-text retrieval metrics of the lit encoder on a Flickr-layout folder (plain view, cached features)."""
-    if heads is None:
-        from mmkg.encoders.lit import load_lit_heads
+    """Image-text retrieval metrics of the lit encoder on a Flickr-layout folder, with the queries of
+    one captions file (``captions.zh.jsonl``: Chinese queries), routed as the encoder routes them.
+    Plain view; frozen features from the cache (computed and cached on a miss)."""
+    from mmkg.encoders.lit import load_lit_heads
 
-        heads, _ = load_lit_heads(lit_model_dir(settings))
-    pairs = read_captions_jsonl(Path(data_dir))
+    config: dict[str, Any] = {}
+    if heads is None:
+        heads, config = load_lit_heads(lit_model_dir(settings))
+    routing = model_routing(config, heads)
+    pairs = read_captions_jsonl(Path(data_dir), name=captions)
     feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=progress)
-    captions = [pairs.captions[i] for i in ok]
-    txt = cached_text_features([c for caps in captions for c in caps], settings, progress=progress)
-    text_image = np.repeat(np.arange(len(captions)), [len(c) for c in captions])
-    return _evaluate(heads, feats["plain"], txt, text_image)
+    caps = [pairs.captions[i] for i in ok]
+    texts = [c for cs in caps for c in cs]
+    text_image = np.repeat(np.arange(len(caps)), [len(c) for c in caps])
+
+    def features(head: str, group: list[str]) -> np.ndarray:
+        return cached_text_features(group, settings, progress=progress, head=head)
+
+    te = embed_texts_routed(heads, routing, texts, features)
+    heads.eval()
+    with torch.inference_mode():
+        ie = heads.embed_images(torch.from_numpy(np.ascontiguousarray(feats["plain"]))).numpy()
+    return image_text_retrieval(te @ ie.T, text_image)
+
+
+@dataclass
+class CaptionTable:
+    """The captions one text head learns from: frozen features, grouped by image (`start`, `count`)."""
+
+    texts: list[str]
+    feats: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.tensor = torch.from_numpy(self.feats)
+        self.row_of = {t: i for i, t in enumerate(self.texts)}
+
+    def rows(self, images: np.ndarray) -> np.ndarray:
+        parts = [np.arange(self.start[i], self.start[i] + self.count[i]) for i in images]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def batch(self, images: np.ndarray, all_captions: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(owner, caption rows) for a batch of images: every caption of each, or one at random."""
+        counts = self.count[images]
+        if all_captions:
+            return np.repeat(np.arange(len(images)), counts), self.rows(images)
+        has = np.flatnonzero(counts > 0)
+        pick = self.start[images[has]] + (rng.random(has.size) * counts[has]).astype(np.int64)
+        return has, pick
+
+
+def _caption_tables(
+    caption_sets: dict[str, list[list[str]]],
+    routing: dict[str, list[str]],
+    ml_all: bool,
+    settings: Settings,
+    progress: bool,
+) -> dict[str, CaptionTable]:
+    """Each text head's captions (the routing's, plus every caption for e5 when `ml_all`), with features."""
+    n_images = len(next(iter(caption_sets.values())))
+    per_head: dict[str, list[list[str]]] = {}
+    for caps_per_image in caption_sets.values():
+        for j, caps in enumerate(caps_per_image):
+            for caption in caps:
+                heads = set(text_towers(caption, routing))
+                if ml_all:
+                    heads.add(TEXT_ML)
+                for head in heads:
+                    per_head.setdefault(head, [[] for _ in range(n_images)])[j].append(caption)
+    tables: dict[str, CaptionTable] = {}
+    for head in sorted(per_head):
+        grouped = per_head[head]
+        flat = [c for caps in grouped for c in caps]
+        count = np.asarray([len(c) for c in grouped], dtype=np.int64)
+        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        feats = cached_text_features(flat, settings, progress=progress, head=head)
+        tables[head] = CaptionTable(flat, feats, start, count)
+    return tables
+
+
+def _holdout_sets(caption_sets: dict[str, list[list[str]]], ho: np.ndarray) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Per captions file: the holdout images' captions and, for each, its image's row in `ho`."""
+    out: dict[str, tuple[list[str], np.ndarray]] = {}
+    for name, caps_per_image in caption_sets.items():
+        caps = [caps_per_image[i] for i in ho]
+        texts = [c for cs in caps for c in cs]
+        if texts:
+            out[name] = (texts, np.repeat(np.arange(len(caps)), [len(c) for c in caps]))
+    return out
+
+
+def _evaluate_sets(
+    heads: LitHeads,
+    routing: dict[str, list[str]],
+    img: np.ndarray,
+    sets: dict[str, tuple[list[str], np.ndarray]],
+    tables: dict[str, CaptionTable],
+) -> dict[str, dict[str, float]]:
+    """Holdout metrics per captions file, each caption embedded as the encoder will embed it."""
+    was_training = heads.training
+    heads.eval()
+    with torch.inference_mode():
+        ie = heads.embed_images(torch.from_numpy(np.ascontiguousarray(img))).numpy()
+
+    def features(head: str, group: list[str]) -> np.ndarray:
+        table = tables[head]
+        return table.feats[[table.row_of[t] for t in group]]
+
+    out = {}
+    for name, (texts, text_image) in sets.items():
+        te = embed_texts_routed(heads, routing, texts, features)
+        out[name] = image_text_retrieval(te @ ie.T, text_image)
+    heads.train(was_training)
+    return out

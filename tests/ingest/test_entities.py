@@ -81,9 +81,21 @@ def test_hostile_text_gives_no_punctuation_garbage(text: str) -> None:
         assert len(entity.name) <= 64
 
 
-def test_other_scripts_and_emoji_give_no_entities() -> None:
-    assert extract_entities(["一只狗在草地上奔跑", "Собака бежит по траве", "🐶🎉"]) == [[], [], []]
+def test_scripts_without_a_segmenter_and_emoji_give_no_entities() -> None:
+    assert extract_entities(["Собака бежит по траве", "ውሻ በሣር ላይ ይሮጣል", "สุนัขวิ่งบนหญ้า", "🐶🎉"]) == [[], [], [], []]
     assert names("🐶🐶 dog 🎉 party!!!") == ["dog party", "party"]
+
+
+def test_chinese_nouns_become_entities() -> None:
+    assert names("猫捉老鼠") == ["猫", "老鼠"]
+    assert extract_entities(["一只狗在草地上奔跑"])[0] == [Entity("狗", "concept"), Entity("草地", "concept")]
+    # Adjacent nouns are also kept as one compound; particles, verbs and measure words are dropped.
+    assert names("两个穿着红色衣服的小孩在草地上玩耍") == ["红色", "衣服", "红色衣服", "小孩", "草地"]
+    assert names("一个东西") == []  # too general to link anything
+
+
+def test_mixed_script_text_gets_entities_from_both() -> None:
+    assert names("a black dog 在雪地里") == ["black dog", "dog", "雪地"]
 
 
 def test_cypher_text_yields_only_words() -> None:

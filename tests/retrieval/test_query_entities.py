@@ -20,10 +20,12 @@ def linker(tmp_path: Path) -> tuple[QueryLinker, FaissIndex]:
         ("gender:men", "attribute"),
         ("articleType:shirts", "attribute"),
         ("dog", "concept"),
+        ("狗", "concept"),
+        ("雪地", "concept"),
     ]
     store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
     index = FaissIndex(dim=4)
-    index.add([f"ent:{n}" for n, _ in names], np.eye(5, 4, dtype=np.float32) + 0.01)
+    index.add([f"ent:{n}" for n, _ in names], np.eye(len(names), 4, dtype=np.float32) + 0.01)
     return QueryLinker(store, index), index
 
 
@@ -37,6 +39,14 @@ def test_attribute_values_are_found_in_the_text_plurals_folded(tmp_path: Path) -
 def test_spacy_entities_count_only_when_the_graph_holds_them(tmp_path: Path) -> None:
     link, _ = linker(tmp_path)
     assert {e.id for e in link.for_text("a brown dog runs on the beach")} == {"ent:dog"}
+
+
+def test_chinese_queries_link_to_the_chinese_entities_the_graph_holds(tmp_path: Path) -> None:
+    link, _ = linker(tmp_path)
+    assert {e.name for e in link.for_text("一只狗在雪地里奔跑")} == {"狗", "雪地"}
+    assert {e.name for e in link.for_text("狗")} == {"狗"}
+    assert {e.name for e in link.for_text("a dog 在雪地里")} == {"dog", "雪地"}
+    assert all(e.how == "mentions" for e in link.for_text("雪地上的狗"))
 
 
 def test_hostile_queries_link_to_nothing_and_do_not_fail(tmp_path: Path) -> None:
