@@ -65,39 +65,62 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     source = open_source(Path(args.path), args.format, Path(args.mapping) if args.mapping else None)
     with open_collection(settings) as col:
         ingestor = Ingestor(settings, col.store, col.vectors, col.encoder)
-        report = ingestor.run(source.records(), source.name, total=_len_or_none(source), progress=not args.quiet)
+        report = ingestor.run(
+            source.records(), source.name, total=_len_or_none(source), progress=not args.quiet, sync=args.sync
+        )
     out = report.to_json()
     if args.json:
         _print_json(out)
     else:
         print(
-            f"ingested {report.ingested} records from {source.name} "
-            f"({report.already_present} already present, {len(report.skipped)} skipped) in {report.seconds:.1f}s"
+            f"ingested {report.ingested} records from {source.name} ({report.updated} updated, "
+            f"{report.already_present} already present, {len(report.deleted)} deleted, "
+            f"{len(report.skipped)} skipped) in {report.seconds:.1f}s"
         )
         for skip in report.skipped[:20]:
             print(f"  skipped {skip.item}: {skip.reason}")
         if len(report.skipped) > 20:
             print(f"  ... and {len(report.skipped) - 20} more (mmkg ingest --json lists them all)")
-    return 0 if report.ingested or report.already_present else EXIT_USER_ERROR
+    return 0 if report.ingested or report.updated or report.already_present else EXIT_USER_ERROR
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from mmkg.collection import open_collection
+    from mmkg.ingest.pipeline import Ingestor, resolve_record_ids
+
+    settings = _settings(args)
+    with open_collection(settings) as col:
+        resolved = resolve_record_ids(col.store, args.ids, source=args.source)
+        deleted = Ingestor(settings, col.store, col.vectors, col.encoder).delete_records(resolved.found)
+    out = {"deleted": deleted, "not_found": resolved.missing, "ambiguous": resolved.ambiguous}
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"deleted {len(deleted)} record(s)" + (": " + ", ".join(deleted) if deleted else ""))
+    for name in resolved.missing:
+        print(f"mmkg: no record {name!r} in this workspace", file=sys.stderr)
+    for name, candidates in resolved.ambiguous.items():
+        print(f"mmkg: {name!r} names {len(candidates)} records ({', '.join(candidates)}); "
+              "use the rec: id or --source", file=sys.stderr)
+    return 0 if deleted and not resolved.missing and not resolved.ambiguous else EXIT_USER_ERROR
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from mmkg.collection import open_collection
-    from mmkg.retrieval.graph_retriever import open_graph_retriever
+    from mmkg.service.search import run_search
 
     settings = _settings(args)
     query = _query(args, settings)
-    with open_collection(settings) as col:
-        retriever = open_graph_retriever(settings, col.store, col.vectors, col.encoder, mode=args.mode)
-        hits = retriever.search(query, k=args.k, target=args.target, where=_where(args.where))
+    with open_collection(settings, read_only=True) as col:
+        hits = run_search(col, query, k=args.k, target=args.target, mode=args.mode, where=_where(args.where))
     if args.json:
-        _print_json({"query": args.text or args.image, "target": args.target, "results": [h.to_json() for h in hits]})
+        _print_json({"query": args.text or args.image, "target": args.target, "results": hits})
         return 0
     for rank, hit in enumerate(hits, 1):
-        shown = hit.path if hit.kind == "image" else hit.text
-        attrs = f"  [{', '.join(hit.attributes)}]" if hit.attributes else ""
-        print(f"{rank:2d}. {hit.score:.4f}  {hit.kind:5s}  {shown}{attrs}")
-        for line in hit.explanation.lines()[:3]:
+        shown = hit["path"] if hit["kind"] == "image" else hit["text"]
+        attrs = f"  [{', '.join(hit['attributes'])}]" if hit["attributes"] else ""
+        print(f"{rank:2d}. {hit['score']:.4f}  {hit['kind']:5s}  {shown}{attrs}")
+        for line in hit["explanation"]["text"][:3]:
             print(f"      why: {line}")
     return 0
 
@@ -137,7 +160,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     query = _query(args, settings)
-    with open_collection(settings) as col:
+    with open_collection(settings, read_only=True) as col:
         retriever = open_graph_retriever(settings, col.store, col.vectors, col.encoder, mode=args.mode)
         explanation = retriever.explain(query, args.result_id)
     if args.json:
@@ -165,7 +188,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from mmkg.graph.factory import open_store
 
     settings = _settings(args)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         nodes, edges = store.counts()
     if args.json:
         _print_json({"nodes": nodes, "edges": edges})
@@ -269,7 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--mapping", help="JSON column mapping for a catalog CSV")
     ing.add_argument("--json", action="store_true", help="print the report as JSON")
     ing.add_argument("--quiet", action="store_true", help="no progress bars")
+    ing.add_argument("--sync", action="store_true", help="also delete this source's records it no longer holds")
     ing.set_defaults(func=cmd_ingest)
+
+    dele = sub.add_parser("delete", parents=[common], help="delete records from the graph and every index")
+    dele.add_argument("ids", nargs="+", metavar="RECORD_ID", help="a source's record id (a product id) or a rec: id")
+    dele.add_argument("--source", help="only records of this source (when two sources share an id)")
+    dele.add_argument("--json", action="store_true")
+    dele.set_defaults(func=cmd_delete)
 
     srch = sub.add_parser("search", parents=[common], help="search by text or by image")
     srch.add_argument("text", nargs="?", help="the query text")

@@ -22,14 +22,24 @@ class Collection:
 
 
 @contextmanager
-def open_collection(settings: Settings) -> Iterator[Collection]:
+def open_collection(
+    settings: Settings, read_only: bool = False, encoder: Encoder | None = None
+) -> Iterator[Collection]:
+    """`read_only`: for searching; the embedded store is then opened without the writer's lock (an ingest
+    may hold it). The graph is read before the vectors: a writer saves vectors before it commits the
+    graph, so every node read has its vector (a node deleted meanwhile may leave a vector: never a hit).
+    `encoder`: one already loaded (a server reopening the collection after a write)."""
     from mmkg.encoders.factory import create_encoder
     from mmkg.graph.factory import open_store
 
     Workspace(settings.home).ensure()
-    encoder = create_encoder(settings)
-    vectors = Vectors.open(settings, encoder.dim, encoder.fingerprint)
-    store = open_store(settings)
+    encoder = encoder or create_encoder(settings)
+    store = open_store(settings, read_only=read_only)
+    try:
+        vectors = Vectors.open(settings, encoder.dim, encoder.fingerprint)
+    except BaseException:
+        store.close()
+        raise
     try:
         yield Collection(settings, encoder, store, vectors)
     finally:

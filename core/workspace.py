@@ -38,6 +38,28 @@ class Workspace:
     def last_ingest(self) -> Path:
         return self.root / "last_ingest.json"
 
+    @property
+    def revision_file(self) -> Path:
+        """Bumped by every writer after each durable change: readers reload when it moves."""
+        return self.root / "revision.json"
+
+    @property
+    def pending_file(self) -> Path:
+        """Present while a write's collection-wide passes (co-occurrence, tags, cleanup) are owed."""
+        return self.root / "pending_passes.json"
+
+    def revision(self) -> int:
+        try:
+            return int(json.loads(self.revision_file.read_text("utf-8"))["revision"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def bump_revision(self) -> int:
+        """Tell readers (the API server, the explorer) that the graph or the vectors changed."""
+        rev = self.revision() + 1
+        atomic_write_json(self.revision_file, {"revision": rev})
+        return rev
+
     def ensure(self) -> Workspace:
         for d in (self.graph_dir, self.index_dir, self.models_dir, self.cache_dir, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)

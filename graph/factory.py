@@ -7,7 +7,9 @@ from mmkg.settings import Settings
 from mmkg.workspace import Workspace
 
 
-def open_store(settings: Settings) -> GraphStore:
+def open_store(settings: Settings, read_only: bool = False) -> GraphStore:
+    """The configured store. `read_only`: the embedded store opens without the writer's lock, on what was
+    committed, so searches keep answering while an ingest or a delete writes (Neo4j serves both anyway)."""
     if settings.store == "neo4j":
         from mmkg.graph.neo4j_server import connection_settings
         from mmkg.graph.neo4j_store import Neo4jGraphStore
@@ -16,4 +18,4 @@ def open_store(settings: Settings) -> GraphStore:
         return Neo4jGraphStore(uri, user, password)
     from mmkg.graph.memory import MemoryGraphStore
 
-    return MemoryGraphStore(Workspace(settings.home).graph_dir)
+    return MemoryGraphStore(Workspace(settings.home).graph_dir, read_only=read_only)

@@ -8,8 +8,9 @@ On disk (all JSON, never pickle), inside the store's folder:
   Replaced atomically (temp file, fsync, rename, fsync of the folder), so it is always whole.
 - `wal.jsonl`: one line per `commit()`, `{"seq": s, "ops": [...]}`, appended and fsync'd. Ops are
   `["N", id, label, props]` (merge node props), `["E", src, dst, type, props]` (replace edge props),
-  `["D", id]` (remove a node and its edges). On load, lines with `seq <= S` are already in the snapshot
-  and skipped; a torn last line (a crash mid-append) is dropped and cut off the file.
+  `["D", id]` (remove a node and its edges), `["R", src, dst, type]` (remove one edge). On load,
+  lines with `seq <= S` are already in the snapshot and skipped; a torn last line (a crash mid-append)
+  is dropped and cut off the file.
 - `lock`: held with `flock` by the one process that may write; it holds that process's pid.
 
 Commit cost is the size of the batch (one appended line); when the log outgrows both a floor and the
@@ -248,6 +249,29 @@ class MemoryGraphStore(GraphStore):
         self._pending.extend(["D", node_id] for node_id in removed)
         return len(removed)
 
+    def delete_edges(self, keys: Sequence[tuple[str, str, Rel]]) -> int:
+        self._check_writable()
+        removed = 0
+        for src, dst, rel in keys:
+            rel_s = Rel(rel).value
+            if rel_s == "CO_OCCURS" and src > dst:
+                src, dst = dst, src
+            d = self._succ.get(src, {}).get(dst)
+            if d is None or rel_s not in d:
+                continue
+            self._apply_remove_edge(src, dst, rel_s)
+            self._pending.append(["R", src, dst, rel_s])
+            removed += 1
+        return removed
+
+    def delete_isolated(self, ids: Sequence[str]) -> list[str]:
+        self._check_writable()
+        gone = [i for i in dict.fromkeys(ids) if i in self._attrs and not self._succ[i] and not self._pred[i]]
+        for node_id in gone:
+            self._apply_delete(node_id)
+        self._pending.extend(["D", node_id] for node_id in gone)
+        return gone
+
     def commit(self) -> None:
         """Append what was written since the last commit to the log as one fsync'd line."""
         if not self._pending or self.read_only or self._closed:
@@ -436,6 +460,16 @@ class MemoryGraphStore(GraphStore):
                 self._rel_counts[rel] -= 1
         self._label_counts[attrs["label"].value] -= 1
         self._g.remove_node(node_id)
+
+    def _apply_remove_edge(self, src: str, dst: str, rel: str) -> None:
+        d = self._succ.get(src, {}).get(dst)
+        if d is None or rel not in d:
+            return
+        del d[rel]
+        self._rel_counts[rel] -= 1
+        if not d:  # no type left between the pair: drop the adjacency entry both ways
+            del self._succ[src][dst]
+            del self._pred[dst][src]
 
     def _adjacent(self, u: str, wanted: set[str] | None, max_fanout: int | None) -> list[str]:
         """Neighbours of u over wanted edge types, heaviest first when capped to max_fanout."""
@@ -676,6 +710,8 @@ class MemoryGraphStore(GraphStore):
                 self._apply_edge(op[1], op[2], op[3], op[4])
             elif kind == "D":
                 self._apply_delete(op[1])
+            elif kind == "R" and op[3] in _REL:
+                self._apply_remove_edge(op[1], op[2], op[3])
             else:
                 raise StoreCorruptError(f"unknown log operation {kind!r} in {self.path / WAL}")
 

@@ -312,6 +312,45 @@ class Neo4jGraphStore(Neo4jClient, GraphStore):
 
         return self._write(work)
 
+    def delete_edges(self, keys: Sequence[tuple[str, str, Rel]]) -> int:
+        self._check_open()
+        by_rel: dict[Rel, dict[tuple[str, str], dict[str, str]]] = {}
+        for src, dst, rel in keys:
+            rel = Rel(rel)
+            if rel is Rel.CO_OCCURS and src > dst:
+                src, dst = dst, src
+            by_rel.setdefault(rel, {})[(src, dst)] = {"src": src, "dst": dst}  # a key given twice counts once
+        removed = 0
+        for rel, unique in by_rel.items():
+            cypher = (
+                f"UNWIND $rows AS row MATCH (a:{BASE} {{id: row.src}})-[r:{rel.value}]->(b:{BASE} {{id: row.dst}}) "
+                "DELETE r RETURN count(r) AS n"
+            )
+            for chunk in chunks(list(unique.values()), 5000):
+
+                def work(tx: ManagedTransaction, chunk: Sequence[dict[str, str]] = chunk, cypher: str = cypher) -> int:
+                    record = tx.run(cypher, rows=list(chunk)).single()
+                    return int(record["n"]) if record else 0
+
+                removed += self._write(work)
+        return removed
+
+    def delete_isolated(self, ids: Sequence[str]) -> list[str]:
+        self._check_open()
+        gone: list[str] = []
+        for chunk in chunks(list(dict.fromkeys(ids)), 5000):
+
+            def work(tx: ManagedTransaction, chunk: Sequence[str] = chunk) -> list[str]:
+                rows = tx.run(
+                    f"UNWIND $ids AS id MATCH (n:{BASE} {{id: id}}) WHERE NOT (n)--() "
+                    "WITH n, n.id AS nid DELETE n RETURN nid",
+                    ids=list(chunk),
+                )
+                return [r["nid"] for r in rows]
+
+            gone += self._write(work)
+        return gone
+
     def commit(self) -> None:
         """Nothing pending: each upsert has already committed its own transactions."""
 

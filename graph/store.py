@@ -95,6 +95,23 @@ class GraphStore(ABC):
         """
 
     @abstractmethod
+    def delete_edges(self, keys: Sequence[tuple[str, str, Rel]]) -> int:
+        """Remove the edges with these (src, dst, type) keys; missing ones are ignored. Nodes stay.
+
+        CO_OCCURS keys match whichever way round they are given (it is stored once per pair). Derived
+        edges (co-occurrence counts, zero-shot tags) are recomputed after a delete, and this is how the
+        ones that no longer hold are taken away. Returns how many edges were removed.
+        """
+
+    @abstractmethod
+    def delete_isolated(self, ids: Sequence[str]) -> list[str]:
+        """Remove those of `ids` that exist and have no edge at all; returns their ids.
+
+        What is left of an entity once the records that linked it are gone and the derived edges were
+        recomputed: a node no edge reaches can never be found or explained, so it goes.
+        """
+
+    @abstractmethod
     def commit(self) -> None:
         """Make everything written so far durable."""
 

@@ -77,7 +77,7 @@ class CatalogSource:
                 yield Skip(item, f"empty id in column {m.id}")
                 continue
             if rid in seen:
-                yield Skip(item, f"duplicate id {rid!r} (first at line {seen[rid]})")
+                yield Skip(item, f"duplicate id {rid!r} (first at line {seen[rid]})", record=rid)
                 continue
             seen[rid] = row.line
             texts = tuple(TextField(kind, values[c].strip()) for c, kind in m.texts if not m.is_null(values[c]))
@@ -85,7 +85,7 @@ class CatalogSource:
                 (key, " ".join(values[c].split())) for c, key in m.attributes if not m.is_null(values[c])
             )
             paths, skips = usable_images(item, root, images)
-            yield from skips
+            yield from (Skip(s.item, s.reason, record=rid) for s in skips)
             if paths:
                 yield Record(id=rid, images=paths, texts=texts, attributes=attributes, source=self.name)
 

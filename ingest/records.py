@@ -34,3 +34,6 @@ class Skip:
 
     item: str
     reason: str
+    record: str | None = None
+    """The source's id of the record this is about, where the reader knows it: that record is still in the
+    source (a `--sync` must not delete it for a bad image)."""

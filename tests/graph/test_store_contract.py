@@ -367,6 +367,60 @@ def test_delete_unknown_record(small: GraphStore) -> None:
     assert small.counts() == before
 
 
+def test_delete_edges_removes_only_those_edges(small: GraphStore, reopen: Reopen) -> None:
+    before_nodes, before_edges = small.counts()
+    removed = small.delete_edges(
+        [
+            ("ent:dog", "ent:ball", Rel.CO_OCCURS),  # given the other way round: still the one pair
+            ("img:1", "ent:ball", Rel.DEPICTS),
+            ("img:1", "ent:ball", Rel.DEPICTS),  # twice: removed once
+            ("img:2", "ent:dog", Rel.DEPICTS),  # never existed
+            ("txt:404", "img:1", Rel.DESCRIBES),  # unknown node
+        ]
+    )
+    small.commit()
+    assert removed == 2
+    store = reopen(small)
+    nodes, edges = store.counts()
+    assert nodes == before_nodes
+    assert edges == {**before_edges, "CO_OCCURS": 0, "DEPICTS": before_edges["DEPICTS"] - 1}
+    assert {n.id for _, n in store.neighbors("img:1", rels=[Rel.DEPICTS])} == {"ent:dog"}
+    assert {n.id for _, n in store.neighbors("txt:1", rels=[Rel.MENTIONS])} == {"ent:dog", "ent:ball"}
+
+
+def test_delete_isolated_removes_only_nodes_without_edges(small: GraphStore, reopen: Reopen) -> None:
+    small.upsert_nodes([ent("alone"), ent("also alone")])
+    small.commit()
+    small.delete_edges([("ent:ball", "ent:dog", Rel.CO_OCCURS)])
+    gone = small.delete_isolated(["ent:alone", "ent:dog", "ent:ball", "ent:404", "ent:alone"])
+    small.commit()
+    assert gone == ["ent:alone"]  # dog and ball are still mentioned and depicted
+    store = reopen(small)
+    assert store.get_nodes(["ent:alone", "ent:also alone"]).keys() == {"ent:also alone"}
+
+
+def test_a_deleted_record_and_its_derived_edges_leave_no_trace(small: GraphStore, reopen: Reopen) -> None:
+    """What the ingest pipeline does on a delete: the record, then its stale derived edges, then the
+    entities nothing links any more."""
+    small.delete_record("rec:2")
+    small.delete_edges([("ent:ball", "ent:dog", Rel.CO_OCCURS)])
+    small.delete_isolated(["ent:dog", "ent:ball", "ent:cat"])
+    small.commit()
+    store = reopen(small)
+    assert {n.id for label in Label for n in store.iter_nodes(label)} == {
+        "rec:1", "img:1", "txt:1", "ent:dog", "ent:ball",
+    }
+    assert {e.key for rel in Rel for e in store.iter_edges(rel)} == {
+        ("rec:1", "img:1", Rel.HAS),
+        ("rec:1", "txt:1", Rel.HAS),
+        ("txt:1", "img:1", Rel.DESCRIBES),
+        ("txt:1", "ent:dog", Rel.MENTIONS),
+        ("txt:1", "ent:ball", Rel.MENTIONS),
+        ("img:1", "ent:dog", Rel.DEPICTS),
+        ("img:1", "ent:ball", Rel.DEPICTS),
+    }
+
+
 # ---------------------------------------------------------------- hostile strings, durability
 
 
