@@ -161,6 +161,7 @@ class LitHeads(nn.Module):
         ml_text_dim: int | None = None,
     ) -> None:
         super().__init__()
+        self.embed_dim = embed_dim
         self.image = ProjectionHead(image_dim, embed_dim, hidden, depth, dropout, input_dropout)
         self.text = ProjectionHead(text_dim, embed_dim, hidden, depth, dropout, input_dropout)
         self.text_ml = (
@@ -208,8 +209,7 @@ def embed_texts_routed(
 ) -> np.ndarray:
     """Unit vectors of texts, each through the head(s) its script routes it to (the mean of their unit
     vectors, re-normalised, when several). Training's evaluation and the encoder share this code."""
-    dim = heads.image.mlp[-1].out_features
-    out = np.zeros((len(texts), dim), dtype=np.float32)
+    out = np.zeros((len(texts), heads.embed_dim), dtype=np.float32)
     groups: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
         for head in text_towers(text, routing):

@@ -470,16 +470,18 @@ def evaluate_lit_folder(
     heads: LitHeads | None = None,
     captions: str = BASE_CAPTIONS,
     progress: bool = True,
+    routing: dict[str, list[str]] | None = None,
 ) -> dict[str, float]:
     """Image-text retrieval metrics of the lit encoder on a Flickr-layout folder, with the queries of
-    one captions file (``captions.zh.jsonl``: Chinese queries), routed as the encoder routes them.
-    Plain view; frozen features from the cache (computed and cached on a miss)."""
+    one captions file (``captions.zh.jsonl``: Chinese queries), routed as the encoder routes them
+    (or by `routing`, to compare routings). Plain view; frozen features from the cache (computed and
+    cached on a miss)."""
     from mmkg.encoders.lit import load_lit_heads
 
     config: dict[str, Any] = {}
     if heads is None:
         heads, config = load_lit_heads(lit_model_dir(settings))
-    routing = model_routing(config, heads)
+    routing = routing or model_routing(config, heads)
     pairs = read_captions_jsonl(Path(data_dir), name=captions)
     feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=progress)
     caps = [pairs.captions[i] for i in ok]
