@@ -237,6 +237,14 @@ def cmd_neo4j(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mmkg.service.server import serve
+
+    settings = _settings(args)
+    root = args.ingest_root or settings.ingest_root
+    return serve(settings, host=args.host, port=args.port, ingest_root=Path(root) if root else None)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from mmkg.ui.launch import run
 
@@ -334,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=8501)
     ui.add_argument("--address", default="127.0.0.1", help="interface to listen on (default loopback only)")
     ui.set_defaults(func=cmd_ui)
+
+    srv = sub.add_parser("serve", parents=[common], help="the HTTP API (FastAPI; docs at /docs)")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback only; "
+                     "any other needs MMKG_API_TOKEN)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--ingest-root", help="the one folder POST /ingest may read (env MMKG_INGEST_ROOT; "
+                     "default: API ingest off)")
+    srv.set_defaults(func=cmd_serve)
 
     neo = sub.add_parser("neo4j", help="the local Neo4j server")
     neo_sub = neo.add_subparsers(dest="action", required=True)

@@ -42,6 +42,11 @@ class Settings:
     neo4j_user: str = "neo4j"
     neo4j_password: str | None = None
     log_level: str = "WARNING"
+    api_token: str | None = None
+    """Bearer token `mmkg serve` requires on every endpoint but /healthz (env MMKG_API_TOKEN); without one it
+    serves loopback only."""
+    ingest_root: str | None = None
+    """The only folder whose collections `POST /ingest` may read (env MMKG_INGEST_ROOT); unset: no API ingest."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

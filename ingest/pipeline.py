@@ -239,11 +239,16 @@ class Ingestor:
         self._touched_entities.clear()
         self._drop_vectors(gone)
         self.sweep_vectors()
-        # The graph retriever caches its state keyed by node and edge counts: an update that keeps the
-        # counts (a colour changed) must not be served from it.
-        (Workspace(self.settings.home).index_dir / "gnn" / "state.json").unlink(missing_ok=True)
+        self._drop_search_caches()
         Workspace(self.settings.home).pending_file.unlink(missing_ok=True)
         Workspace(self.settings.home).bump_revision()
+
+    def _drop_search_caches(self) -> None:
+        """The retrievers cache what they derive from the graph keyed by node and edge counts: an update that
+        keeps the counts (a colour changed) must not be served from them."""
+        index_dir = Workspace(self.settings.home).index_dir
+        for cached in (index_dir / "gnn" / "state.json", index_dir / "records.pkl"):
+            cached.unlink(missing_ok=True)
 
     def sweep_vectors(self) -> int:
         """Remove vectors whose node is gone (what a crash between a graph commit and a vector save leaves)."""
@@ -373,6 +378,8 @@ class Ingestor:
         )
         self.store.commit()
         self._drop_vectors(gone)
+        if replaced:
+            self._drop_search_caches()
         Workspace(self.settings.home).bump_revision()
         report.updated += len(changed)
         report.ingested += len(prepared) - len(changed)

@@ -30,6 +30,7 @@ class Searcher:
         self.collection = collection
         self._retrievers: dict[str | None, Any] = {}
         self._lock = threading.RLock()
+        self._hit_maker: Any = None
 
     def retriever(self, mode: str | None = None) -> Any:
         from mmkg.retrieval.graph_retriever import open_graph_retriever
@@ -73,9 +74,17 @@ class Searcher:
                 raise UserInputError(f"unknown target {target!r}: choose images or texts")
             index = self.collection.vectors.images if target == "images" else self.collection.vectors.texts
             scored = [(i, s) for i, s in index.search(own.get([item_id]), k + 1)[0] if i != item_id][:k]
-            retriever = self.retriever(None)
-            hits = retriever.hits(Query(text=f"similar to {item_id}"), scored, [])
+            hits = self._dense().hits(Query(text=f"similar to {item_id}"), scored, [])
             return [h.to_json() for h in hits]
+
+    def _dense(self) -> Any:
+        """Turns (id, score) pairs into hits the way every retriever does (record, attributes, path or text)."""
+        from mmkg.retrieval.search import DenseRetriever
+
+        if self._hit_maker is None:
+            col = self.collection
+            self._hit_maker = DenseRetriever(col.settings, col.store, col.vectors, col.encoder)
+        return self._hit_maker
 
     def item(self, item_id: str) -> dict[str, Any]:
         """One node as an application shows it: its properties, its record, its entities."""
