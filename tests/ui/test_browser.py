@@ -355,6 +355,24 @@ def test_opening_a_result_shows_its_record_and_explanation_path(page: Any, app_u
     assert frame.locator("g.node.center.dim").count() == 0
 
 
+def test_a_chinese_query_renders_as_glyphs(page: Any, app_url: str) -> None:
+    """CJK text is shown as it was typed (no mojibake) in a font that has its glyphs (no boxes)."""
+    fonts = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True, check=False).stdout
+    assert fonts.strip(), "no CJK font installed: run scripts/install_browser.sh"
+    page.goto(f"{app_url}/?q=%E7%99%BD%E8%89%B2%E8%BF%90%E5%8A%A8%E9%9E%8B&target=images")  # 白色运动鞋
+    _wait_results(page, "'白色运动鞋'")
+    _no_traceback(page)
+    assert _card_count(page) >= 1
+    # A glyph is about a square em wide; a missing-glyph box is narrower and the same for every character.
+    widths = page.evaluate(
+        """() => ['白', '色', '鞋'].map(ch => {
+            const s = document.createElement('span'); s.textContent = ch; s.style.fontSize = '40px';
+            document.body.appendChild(s); const w = s.getBoundingClientRect().width; s.remove(); return w; })"""
+    )
+    assert all(w > 30 for w in widths), widths
+    _shot(page, "cjk-query")
+
+
 def test_collection_overview(page: Any, app_url: str, workspace: Settings) -> None:
     page.goto(f"{app_url}/?view=Collection")
     page.get_by_text("Collection overview").wait_for(timeout=STEP_TIMEOUT_MS)
