@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -226,15 +227,38 @@ def cmd_neo4j(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "start":
+        # SIGTERM as Ctrl-C: a start stopped half-way leaves no server behind (start() cleans up on it).
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         print("starting Neo4j (the first start builds the launcher with Maven: a minute or two)", file=sys.stderr)
         info = neo4j_server.start(settings, port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None)
         out: Any = info if isinstance(info, dict) else getattr(info, "__dict__", str(info))
+        if args.foreground:
+            return _neo4j_foreground(settings, _jsonable(out))
     elif args.action == "stop":
         out = neo4j_server.stop(settings)
     else:
         out = neo4j_server.status(settings)
     _print_json(_jsonable(out))
     return 0
+
+
+def _neo4j_foreground(settings: Settings, info: Any) -> int:
+    """Hold the server until Ctrl-C or SIGTERM, then stop it: what a process manager expects."""
+    import time
+
+    from mmkg.graph import neo4j_server
+
+    _print_json(info)
+    sys.stdout.flush()
+    try:
+        while neo4j_server.status(settings).get("running"):
+            time.sleep(1.0)
+        print("mmkg: the Neo4j server exited", file=sys.stderr)
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        neo4j_server.stop(settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -358,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "start":
             p.add_argument("--port", type=int, default=7687)
             p.add_argument("--data-dir", help="default: the workspace's neo4j/ folder")
+            p.add_argument("--foreground", action="store_true",
+                           help="stay in the foreground; Ctrl-C or SIGTERM stops the server")
         p.set_defaults(func=cmd_neo4j)
     return parser
 

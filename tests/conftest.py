@@ -158,3 +158,67 @@ def _fashion_subset(shared_data: Path, dest: Path, n: int) -> Path:
             shutil.copy(src / row["image"], dest / row["image"])
             writer.writerow(row)
     return dest
+
+
+# --- process lifecycle helpers (mmkg serve / ui / neo4j stop what they started) ----------------
+
+
+class ProcessTree:
+    """Look at a process and its descendants through /proc, and at loopback ports."""
+
+    @staticmethod
+    def descendants(pid: int) -> set[int]:
+        found: set[int] = set()
+        todo = [pid]
+        while todo:
+            current = todo.pop()
+            for task in Path(f"/proc/{current}/task").glob("*"):
+                try:
+                    children = (task / "children").read_text().split()
+                except OSError:
+                    continue
+                for child in map(int, children):
+                    if child not in found:
+                        found.add(child)
+                        todo.append(child)
+        return found
+
+    @staticmethod
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"
+
+    @staticmethod
+    def port_free(port: int) -> bool:
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    @staticmethod
+    def wait_port(port: int, timeout: float, proc: object = None) -> None:
+        import socket
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:  # type: ignore[attr-defined]
+                raise AssertionError(f"the process exited with {proc.poll()} before port {port} opened")  # type: ignore[attr-defined]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"nothing answered on port {port} within {timeout} s")
+
+
+@pytest.fixture
+def proc_tree() -> type[ProcessTree]:
+    return ProcessTree

@@ -7,8 +7,11 @@ as `NEO4J_*`, which `Settings.load` reads last).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,6 +22,8 @@ from mmkg.ui.logic import upload_limit_mb
 
 APP = Path(__file__).with_name("app.py")
 DEFAULT_PORT = 8501
+STOP_TIMEOUT_S = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 def environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -90,20 +95,46 @@ def start(
     return subprocess.Popen(command(settings, port, address), env=environment(settings), **popen)  # type: ignore[call-overload, no-any-return]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM if the `mmkg ui` process dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM to the child's whole process group (whatever Streamlit started too), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run(settings: Settings, port: int = DEFAULT_PORT, address: str = "127.0.0.1") -> int:
-    """Run the explorer in the foreground until Ctrl-C; returns the exit status."""
+    """Run the explorer in the foreground until Ctrl-C or SIGTERM; returns the exit status.
+
+    Streamlit runs in a process group of its own, which is stopped as a whole however `mmkg ui` ends
+    (Ctrl-C, SIGTERM from a process manager, an error), so no server is left answering on the port.
+    """
     print(
         f"mmkg explorer on http://{address}:{port}  (workspace {Path(settings.home).resolve()}, "
         f"store {settings.store}; Ctrl-C stops it)",
         file=sys.stderr,
     )
-    proc = subprocess.Popen(command(settings, port, address), env=environment(settings))
+    proc = subprocess.Popen(
+        command(settings, port, address),
+        env=environment(settings),
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops us as Ctrl-C does
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_group(proc)
