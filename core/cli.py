@@ -119,9 +119,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     for rank, hit in enumerate(hits, 1):
         shown = hit["path"] if hit["kind"] == "image" else hit["text"]
+        title = hit.get("title")
+        named = f"  {title!r}" if title and hit["kind"] == "image" else ""
         attrs = f"  [{', '.join(hit['attributes'])}]" if hit["attributes"] else ""
-        print(f"{rank:2d}. {hit['score']:.4f}  {hit['kind']:5s}  {shown}{attrs}")
-        for line in hit["explanation"]["text"][:3]:
+        print(f"{rank:2d}. {hit['score']:.2f}  {hit['kind']:5s}  {shown}{named}{attrs}")
+        for line in hit["explanation"]["text"][:4]:
             print(f"      why: {line}")
     return 0
 
@@ -200,25 +202,46 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from mmkg.evaluation import report
     from mmkg.evaluation.protocol import evaluate
 
     settings = _settings(args)
-    result = evaluate(_existing_dir(args.data), settings, limit=args.limit)
+    result = evaluate(
+        _existing_dir(args.data),
+        settings,
+        limit=args.limit,
+        progress=not args.quiet,
+        captions=args.captions,
+        knowledge=_existing_dir(args.knowledge) if args.knowledge else None,
+        workdir=Path(args.workdir) if args.workdir else None,
+        per_query=Path(args.per_query) if args.per_query else None,
+    )
+    if args.plot:
+        report.plot(result, Path(args.plot))
     if args.json:
         _print_json(result)
     else:
-        for mode, figures in result.items():
-            if mode not in ("meta", "fusion") and isinstance(figures, dict) and "t2i" not in figures:  # a catalog
-                print(f"{mode:8s} " + "  ".join(f"{d} mAP {f['mAP']:.1f} ndcg@10 {f['ndcg@10']:.1f}"
-                                               for d, f in figures.items()))
-            if not isinstance(figures, dict) or "t2i" not in figures:
-                continue
-            t2i, i2t = figures["t2i"], figures["i2t"]
-            print(
-                f"{mode:8s} t2i R@1/5/10 {t2i['R@1']:.1f}/{t2i['R@5']:.1f}/{t2i['R@10']:.1f}  "
-                f"i2t R@1/5/10 {i2t['R@1']:.1f}/{i2t['R@5']:.1f}/{i2t['R@10']:.1f}  "
-                f"rsum {figures['rsum']:.1f}  mAP {figures['mAP']:.1f}  ndcg@10 {figures['ndcg@10']:.1f}"
-            )
+        print(report.table(result), end="")
+        meta = result.get("meta", {})
+        print(f"({meta.get('protocol')} protocol on {meta.get('data')}; relevance: {meta.get('relevance')}; "
+              f"{meta.get('split')}; {meta.get('seconds')} s)")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from mmkg.evaluation.tune import tune_workspace
+
+    settings = _settings(args)
+    data = _existing_dir(args.data) if args.data else None
+    config = tune_workspace(settings, data, knowledge=_existing_dir(args.knowledge) if args.knowledge else None,
+                            progress=not args.quiet)
+    if args.json:
+        _print_json(config.to_json())
+    else:
+        print(f"fusion weights tuned on {config.tuned_on}; search uses them from now on")
+        for kind in ("text", "image"):
+            w = config.for_kind(kind)
+            print(f"  {kind} queries: " + ", ".join(f"{k} {v:g}" for k, v in w.__dict__.items()))
     return 0
 
 
@@ -242,6 +265,14 @@ def cmd_neo4j(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mmkg.service.server import serve
+
+    settings = _settings(args)
+    root = args.ingest_root or settings.ingest_root
+    return serve(settings, host=args.host, port=args.port, ingest_root=Path(root) if root else None)
+
+
 def _neo4j_foreground(settings: Settings, info: Any) -> int:
     """Hold the server until Ctrl-C or SIGTERM, then stop it: what a process manager expects."""
     import time
@@ -259,14 +290,6 @@ def _neo4j_foreground(settings: Settings, info: Any) -> int:
         return 130
     finally:
         neo4j_server.stop(settings)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from mmkg.service.server import serve
-
-    settings = _settings(args)
-    root = args.ingest_root or settings.ingest_root
-    return serve(settings, host=args.host, port=args.port, ingest_root=Path(root) if root else None)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -358,9 +381,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", parents=[common],
                         help="retrieval protocol on a Flickr-layout folder (R@K both ways) or a catalog (mAP, NDCG@10)")
     ev.add_argument("--data", required=True)
-    ev.add_argument("--limit", type=int, help="evaluate on the first N images only")
+    ev.add_argument("--limit", type=int, help="evaluate on the first N items only")
+    ev.add_argument("--captions", default="captions.jsonl",
+                    help="the captions file of a Flickr-layout folder (e.g. captions.zh.jsonl)")
+    ev.add_argument("--knowledge", help="a training collection (Flickr layout) as background knowledge in the graph; "
+                    "its hashed holdout tunes full and nnn")
+    ev.add_argument("--per-query", metavar="FILE", help="write one JSON line per system, direction and query")
+    ev.add_argument("--plot", metavar="FILE.png", help="draw the figures as a bar chart")
+    ev.add_argument("--workdir", help="keep the benchmark's workspace here (default: a temporary folder)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    tn = sub.add_parser("tune", parents=[common], help="tune the fusion weights search uses on a dev split")
+    tn.add_argument("--data", help="a labelled folder (catalog, MedPix, Flickr layout) whose benchmark dev split "
+                    "tunes the weights; default: the workspace's own collection (each record's text finds it)")
+    tn.add_argument("--knowledge", help="with a Flickr-layout --data: its training collection")
+    tn.add_argument("--quiet", action="store_true", help="no progress bars")
+    tn.add_argument("--json", action="store_true")
+    tn.set_defaults(func=cmd_tune)
 
     ui = sub.add_parser("ui", parents=[common], help="the Streamlit explorer over the workspace")
     ui.add_argument("--port", type=int, default=8501)

@@ -190,3 +190,19 @@ def image_text_retrieval(
     out["n_texts"] = float(n_texts)
     out["n_images"] = float(n_images)
     return out
+
+
+def ranking_figures(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10),
+                    ndcg_k: int = 10) -> dict[str, float]:
+    """R@K, mAP and NDCG@K (percent) of queries x candidates scores under any binary relevance."""
+    ranks, counts = relevant_ranks(scores, relevant)
+    out = {f"R@{k}": round(v, 2) for k, v in _recall_from_ranks(ranks, ks).items()}
+    out["mAP"] = round(_map_from_ranks(ranks, counts), 2)
+    out[f"ndcg@{ndcg_k}"] = round(_ndcg_from_ranks(ranks, counts, ndcg_k), 2)
+    return out
+
+
+def first_relevant_rank(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """(queries,) 0-based rank of each query's best-ranked relevant candidate."""
+    ranks, _ = relevant_ranks(scores, relevant)
+    return ranks[:, 0] if ranks.shape[1] else np.zeros(len(ranks), np.int64)

@@ -28,9 +28,11 @@ MAX_TEXT_CHARS = 2_000
 so by then a text has given its MAX_ENTITIES_PER_TEXT; parse time grows with length (MedPix
 discussions run to 10,000 characters, and parsing them whole made spaCy the slowest ingest step)."""
 MAX_ENTITIES_PER_TEXT = 64
-MAX_NAME_WORDS = 4
-"""A noun chunk keeps its head and the modifiers nearest to it: `palm tree kids boy solid beige trousers`
--> `boy solid beige trousers` (and the head alone, `trousers`)."""
+MAX_NAME_WORDS = 2
+"""A noun chunk keeps its head and the one modifier nearest to it: `men leather black belt` -> `black belt` (and
+the head alone, `belt`): concepts a person facets on, not whole product names that only one record has.
+A proper name (`new york city`) keeps up to MAX_PROPER_NAME_WORDS."""
+MAX_PROPER_NAME_WORDS = 4
 MAX_NAME_CHARS = 64
 MAX_TOKEN_CHARS = 30
 BATCH_SIZE = 256
@@ -212,7 +214,10 @@ def _doc_entities(doc: Any) -> list[Entity]:
         if chunk.root.i in covered:
             continue
         for segment in _segments(chunk):
-            name = _name(_last_words(segment, MAX_NAME_WORDS), lemma_head=segment[-1] == chunk.root)
+            window = segment[-MAX_PROPER_NAME_WORDS:]
+            proper = len(window) > 1 and all(t.pos_ == "PROPN" for t in window[:-1])  # `new york city`
+            words = _last_words(segment, MAX_PROPER_NAME_WORDS if proper else MAX_NAME_WORDS)
+            name = _name(words, lemma_head=segment[-1] == chunk.root)
             if name:
                 out.setdefault(name, Entity(name, "concept"))
             head = _name(_last_words(segment, 1), lemma_head=segment[-1] == chunk.root)

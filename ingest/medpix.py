@@ -130,7 +130,7 @@ class MedpixSource:
         attributes: list[tuple[str, str]] = []
         for _, desc in descs:
             sub = _sub(desc)
-            modality = _modality(desc.get("Type"), sub.get("Modality"))
+            modality = image_modality(desc.get("Type"), sub.get("Modality"))
             attributes.append(("modality", modality))
             attributes.append(("protocol", _protocol(sub.get("Modality"))))
             plane = _value(sub.get("Plane"))
@@ -174,7 +174,7 @@ def diagnosis_names(value: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _modality(kind: Any, modality: Any) -> str:
+def image_modality(kind: Any, modality: Any) -> str:
     """`ct` or `mr`: from the image's Type (always CT or MR here), else the prefix of its Modality."""
     for value in (kind, modality):
         word = re.match(r"\s*([A-Za-z]+)", value) if isinstance(value, str) else None

@@ -53,6 +53,7 @@ from mmkg.retrieval.explain import QueryContext, explain_node
 from mmkg.retrieval.fusion import FusionParams, Signals, combine, params_for, start_entries, top_mask
 from mmkg.retrieval.neighbourhood import Neighbourhoods
 from mmkg.retrieval.query_entities import QueryEntity
+from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.search import DenseRetriever, Explanation, Hit, Query, Target
 from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
@@ -553,15 +554,12 @@ def _kind(query: Query) -> str:
 
 def open_graph_retriever(
     settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder, mode: str | None = None
-) -> GraphRetriever:
-    """The retriever `mmkg search/explain` use. `mode=None`: `full` when the workspace has a trained GNN
-    (for this encoder), else `encoder`; asking for `gnn`/`full` without one is a ModelNotReadyError
-    that says how to train it."""
+) -> DenseRetriever | RecordRetriever:
+    """The retriever `mmkg search/explain` use. `full` (the default) and `encoder` rank records with the one
+    ranking engine (retrieval/record_search.py); `gnn` matches GNN-refined vectors and needs `mmkg train gnn`
+    (a ModelNotReadyError that says how, without one)."""
     if mode is not None and mode not in MODES:
         raise UserInputError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
-    if mode == "encoder":
-        return GraphRetriever(settings, store, vectors, encoder, None, mode="encoder")
-    trained = load_gnn(settings, encoder, required=mode is not None)
-    if trained is None:
-        return GraphRetriever(settings, store, vectors, encoder, None, mode="encoder")
-    return GraphRetriever(settings, store, vectors, encoder, trained, mode=mode or "full")  # type: ignore[arg-type]
+    if mode in (None, "full", "encoder"):
+        return RecordRetriever(settings, store, vectors, encoder, mode=mode or "full")
+    return GraphRetriever(settings, store, vectors, encoder, load_gnn(settings, encoder), mode="gnn")

@@ -56,12 +56,24 @@ class Step:
 class Explanation:
     shared_entities: list[str] = field(default_factory=list)
     paths: list[list[Step]] = field(default_factory=list)
+    signals: dict[str, float] = field(default_factory=dict)
+    """Each signal's contribution to the score (weight x standardised score)."""
+    matched_words: list[str] = field(default_factory=list)
+    """The query's words the record contains (the lexical signal)."""
 
     def lines(self) -> list[str]:
-        return [render_path(p) for p in self.paths]
+        out = []
+        if self.signals:
+            parts = sorted(self.signals.items(), key=lambda kv: -abs(kv[1]))
+            out.append("signals: " + ", ".join(f"{k} {v:+.2f}" for k, v in parts))
+        if self.matched_words:
+            out.append("words: " + ", ".join(self.matched_words))
+        return out + [render_path(p) for p in self.paths]
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "signals": self.signals,
+            "matched_words": self.matched_words,
             "shared_entities": self.shared_entities,
             "paths": [[s.__dict__ for s in p] for p in self.paths],
             "text": self.lines(),
@@ -78,6 +90,8 @@ class Hit:
     record: str | None = None
     attributes: list[str] = field(default_factory=list)
     explanation: Explanation = field(default_factory=Explanation)
+    title: str | None = None
+    """The record's first text (a product's name, a case's diagnosis), shown beside an image hit."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "score": round(self.score, 4), "kind": self.kind}
@@ -86,6 +100,7 @@ class Hit:
         else:
             out["text"] = self.text
         out["record"] = self.record
+        out["title"] = self.title
         out["attributes"] = self.attributes
         out["explanation"] = self.explanation.to_json()
         return out

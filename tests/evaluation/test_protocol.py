@@ -1,75 +1,126 @@
-"""The evaluation protocol on real Flickr8k pairs: report shape, no leakage, agreement with brute force."""
+"""`mmkg eval` on real collections: the honest image-caption protocol, the catalog and MedPix benchmarks,
+every system in one run, per-query output, the table and the plot."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mmkg.encoders.factory import create_encoder
-from mmkg.evaluation.protocol import eval_workspace, evaluate, protocol_figures, split_pairs
-from mmkg.graph.schema import Rel
-from mmkg.ingest.detect import open_source
-from mmkg.ingest.records import Record
+from mmkg.evaluation import report
+from mmkg.evaluation.flickr import PairGalleries, read_pairs, split_pairs
+from mmkg.evaluation.protocol import evaluate
+from mmkg.graph.schema import Label, Rel
+from mmkg.ingest.records import Record, TextField
 from mmkg.settings import Settings
 
-DEV = Path(os.environ.get("MMKG_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data") / "flickr8k" / "dev"
+DATA = Path(os.environ.get("MMKG_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+DEV = DATA / "flickr8k" / "dev"
 
 
-def test_report_has_the_protocol_figures(trained_home: Path) -> None:
-    result = evaluate(DEV, Settings.load(home=trained_home), limit=20, progress=False)
-    enc = result["encoder"]
-    for direction in ("t2i", "i2t"):
-        assert set(enc[direction]) >= {"R@1", "R@5", "R@10", "mAP", "ndcg@10"}
-        assert 0 <= enc[direction]["R@1"] <= enc[direction]["R@5"] <= enc[direction]["R@10"] <= 100
-    assert enc["rsum"] == round(sum(enc[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)), 2)
-    assert result["meta"]["images"] == 20 and result["meta"]["captions"] == 100
+def test_image_caption_report_has_every_system(trained_home: Path, tmp_path: Path) -> None:
+    per_query = tmp_path / "pq.jsonl"
+    result = evaluate(DEV, Settings.load(home=trained_home), limit=12, progress=False, per_query=per_query)
+    for system in ("encoder", "full", "full_untuned"):
+        figs = result[system]
+        for direction in ("t2i", "i2t"):
+            assert set(figs[direction]) >= {"R@1", "R@5", "R@10", "mAP", "ndcg@10"}
+            assert 0 <= figs[direction]["R@1"] <= figs[direction]["R@5"] <= figs[direction]["R@10"] <= 100
+        assert figs["rsum"] == round(sum(figs[d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)), 2)
+    assert result["meta"]["images"] == 12 and result["meta"]["captions"] == 60
+    rows = [json.loads(line) for line in per_query.read_text(encoding="utf-8").splitlines()]
+    assert {r["system"] for r in rows} >= {"encoder", "full"} and {r["direction"] for r in rows} == {"t2i", "i2t"}
+    t2i = [r for r in rows if r["direction"] == "t2i" and r["system"] == "encoder"]
+    assert t2i and all(len(r["top"]) == 5 and r["rank"] >= 0 and isinstance(r["query"], str) for r in t2i)
+    assert all(r["query"].startswith("images/") for r in rows if r["direction"] == "i2t")
 
 
-def test_the_graph_never_links_a_test_caption_to_its_image(trained_home: Path) -> None:
+def test_other_queries_never_change_a_query_s_scores(trained_home: Path, tmp_path: Path) -> None:
+    """With the gallery fixed (the same test images), keeping only the first caption of each image leaves the
+    first captions' results identical in every system: no query is scored with help from the others."""
     settings = Settings.load(home=trained_home)
-    source = open_source(DEV, "flickr")
-    records = [r for r, _ in zip((r for r in source.records() if isinstance(r, Record)), range(10), strict=False)]
-    with eval_workspace(records, source.name, settings, create_encoder(settings), progress=False) as ev:
-        assert list(ev.store.iter_edges(Rel.DESCRIBES)) == []
-        for text_id in ev.text_ids:  # a caption's record holds that caption and nothing else
-            record = ev.store.neighbors(text_id, [Rel.HAS], "in")
-            assert len(record) == 1 and len(ev.store.neighbors(record[0][1].id, [Rel.HAS], "out")) == 1
-        # The index-based similarity equals the brute-force product of the stored vectors.
-        t = ev.vectors.texts.get(ev.text_ids)
-        i = ev.vectors.images.get(ev.image_ids)
-        from mmkg.evaluation.protocol import full_similarity
+    one = tmp_path / "one"
+    (one / "images").mkdir(parents=True)
+    lines = (DEV / "captions.jsonl").read_text(encoding="utf-8").splitlines()[:10]
+    with (one / "captions.jsonl").open("w", encoding="utf-8") as fh:
+        for line in lines:
+            obj = json.loads(line)
+            shutil.copy(DEV / obj["image"], one / obj["image"])
+            fh.write(json.dumps({"image": obj["image"], "captions": obj["captions"][:1]}) + "\n")
+    runs = {}
+    for name, folder in (("all", DEV), ("one", one)):
+        evaluate(folder, settings, limit=10, progress=False, per_query=tmp_path / f"{name}.jsonl")
+        rows = [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+        runs[name] = {(r["system"], r["query"]): (r["rank"], [t.split(":", 2)[2] for t in r["top"]])
+                      for r in rows if r["direction"] == "t2i"}  # ids without the folder's name
+    first = {json.loads(line)["captions"][0].strip() for line in lines}
+    checked = 0
+    for key, value in runs["one"].items():
+        assert key[1] in first
+        assert runs["all"][key] == value, key
+        checked += 1
+    assert checked >= 10 * 3
 
-        np.testing.assert_allclose(full_similarity(ev.vectors.images, t, ev.image_ids), t @ i.T, atol=1e-5)
+
+def test_the_graphs_hold_no_test_pair(trained_home: Path, tmp_path: Path) -> None:
+    """Text->image: test images without test captions; image->text: test captions without test images."""
+    settings = Settings.load(home=trained_home)
+    records, source = read_pairs(DEV, limit=6)
+    g = PairGalleries.build(records, source, [], "", settings, create_encoder(settings), tmp_path, False)
+    try:
+        assert list(g.t2i.store.iter_nodes(Label.TEXT)) == [] and len(list(g.t2i.store.iter_nodes(Label.IMAGE))) == 6
+        assert list(g.i2t.store.iter_nodes(Label.IMAGE)) == [] and len(list(g.i2t.store.iter_nodes(Label.TEXT))) == 30
+        assert list(g.t2i.store.iter_edges(Rel.DESCRIBES)) == list(g.i2t.store.iter_edges(Rel.DESCRIBES)) == []
+    finally:
+        g.close()
 
 
 def test_split_pairs_keeps_caption_owners() -> None:
-    recs = [Record("a", (Path("a.jpg"),), ()), Record("b", (Path("b.jpg"),), ())]
-    from mmkg.ingest.records import TextField
-
-    recs = [Record(r.id, r.images, (TextField("caption", r.id + "1"), TextField("caption", r.id + "2"))) for r in recs]
+    recs = [Record(n, (Path(f"{n}.jpg"),), (TextField("caption", n + "1"), TextField("caption", n + "2")))
+            for n in ("a", "b")]
     images, captions, owner = split_pairs(recs)
     assert [r.id for r in images] == ["a#image", "b#image"] and owner == [0, 0, 1, 1]
     assert all(not r.images for r in captions)
 
 
-def test_figures_from_a_perfect_ranking_are_100() -> None:
-    owner = np.array([0, 0, 1, 1])
-    t2i = np.eye(2)[owner]  # each caption scores its own image 1, the other 0
-    figs = protocol_figures(t2i, t2i.T, owner)
-    assert figs["t2i"]["R@1"] == figs["i2t"]["R@1"] == 100.0 and figs["mAP"] == 100.0
-
-
-def test_a_catalog_folder_gets_the_catalog_protocol(trained_home: Path, fashion_subset, tmp_path: Path) -> None:
-    """`mmkg eval` on a catalog: held-out products query the rest; relevance is the same articleType and
-    baseColour; mAP and NDCG@10 per direction (encoder only: this workspace has no GNN)."""
+def test_a_catalog_gets_every_baseline_and_both_levels(trained_home: Path, fashion_subset, tmp_path: Path) -> None:
     catalog = fashion_subset(tmp_path / "fashion", 80)
     result = evaluate(catalog, Settings.load(home=trained_home), progress=False)
-    assert set(result) == {"encoder", "meta"}
-    for direction in ("text->image", "image->image"):
-        figures = result["encoder"][direction]
-        assert set(figures) == {"mAP", "ndcg@10"} and all(0 < v <= 100 for v in figures.values())
+    assert {"encoder", "bm25", "dense_text", "hybrid", "full", "full_untuned"} <= set(result)
+    for direction in ("text->image", "image->image", "text->image@type+colour+gender"):
+        figures = result["full"][direction]
+        assert set(figures) >= {"mAP", "ndcg@10"} and all(0 <= v <= 100 for v in figures.values())
+    assert "text->image" in result["bm25"] and "image->image" not in result["bm25"]  # no words in a photo
     meta = result["meta"]
-    assert meta["relevance"] == ["articleType", "baseColour"]
-    assert 0 < meta["queries"] < meta["corpus"] and meta["corpus"] + meta["queries"] <= 80
+    assert "articleType" in meta["relevance"]["main"] and "gender" in meta["relevance"]["strict"]
+    assert set(result["tuned"]) == {"text->image", "image->image"}
+    text = report.table(result)
+    assert "bm25" in text and "text->image" in text
+    report.plot(result, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 5000
+
+
+def test_medpix_benchmark_splits_by_case(trained_home: Path, tmp_path: Path) -> None:
+    """Gallery: train cases; queries: images and captions of dev and test cases, never in the graph."""
+    src = DATA / "medpix2"
+    if not src.is_dir():
+        pytest.skip("no MedPix data")
+    result = evaluate(src, Settings.load(home=trained_home), limit=60, progress=False)
+    meta = result["meta"]
+    assert meta["protocol"] == "medpix" and meta["gallery"] > 0
+    for system in ("encoder", "full"):
+        assert "image->case" in result[system] and "text->case@region+modality" in result[system]
+    assert "text->case" in result["bm25"]
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_plot_draws_image_caption_figures(tmp_path: Path) -> None:
+    figs = {"t2i": {"R@1": 10.0, "mAP": 20.0}, "i2t": {"R@1": 12.0, "mAP": 22.0}}
+    report.plot({"encoder": figs, "full": figs, "meta": {"data": "x"}}, tmp_path / "p.png")
+    assert (tmp_path / "p.png").is_file()
+    assert np.isfinite((tmp_path / "p.png").stat().st_size)

@@ -1,0 +1,55 @@
+"""NNN, Nearest Neighbor Normalization (Chowdhury et al., EMNLP 2024), with the `nnn-retrieval` library.
+
+A training-free correction of contrastive retrieval: a gallery item's score is lowered by its mean
+similarity to its k nearest reference queries, `score = q . g - alpha * mean_topk(bank . g)`. The reference
+bank is the training collection's queries (never the test queries), so each test query is scored alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import product
+
+import numpy as np
+from nnn import FaissCPURetriever, NNNRanker
+
+from mmkg.evaluation.metrics import mean_average_precision
+from mmkg.retrieval.ranker import QuerySet
+from mmkg.retrieval.records import RecordTable
+
+ALPHAS = (0.25, 0.5, 0.75, 1.0)
+KS = (16, 64, 256)
+
+
+class NnnScorer:
+    """NNN scores of queries against the gallery records (their one image, or their one text)."""
+
+    def __init__(self, table: RecordTable, columns: np.ndarray, bank: np.ndarray, alpha: float = 0.5,
+                 k: int = 64) -> None:
+        self.alpha = alpha
+        has_image = table.has_image[columns]
+        vecs = np.where(has_image[:, None], table.record_image_vecs[columns], table.record_text_vecs[columns])
+        self.gallery = np.ascontiguousarray(vecs, dtype=np.float32)
+        bank = np.ascontiguousarray(bank, dtype=np.float32)
+        retriever = FaissCPURetriever(self.gallery.shape[1])
+        self.ranker = NNNRanker(retriever, self.gallery, bank, alternate_ks=min(k, len(bank)),
+                                alternate_weight=alpha)
+
+    def scores(self, queries: QuerySet) -> np.ndarray:
+        """queries x gallery scores (every gallery item ranked by the library's own search)."""
+        n = len(self.gallery)
+        dist, idx = self.ranker.search(np.ascontiguousarray(queries.vectors, dtype=np.float32), n)
+        out = np.full((len(queries), n), -np.inf, np.float32)
+        np.put_along_axis(out, np.asarray(idx), np.asarray(dist, dtype=np.float32), axis=1)
+        return out
+
+    @classmethod
+    def tune(cls, table: RecordTable, queries: QuerySet, columns: np.ndarray, relevant: np.ndarray,
+             bank: np.ndarray, alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = KS) -> dict[str, float]:
+        """The (alpha, k) with the best mAP on dev queries."""
+        best: tuple[float, dict[str, float]] = (-1.0, {"alpha": 0.5, "k": 64})
+        for alpha, k in product(alphas, ks):
+            s = mean_average_precision(cls(table, columns, bank, alpha, k).scores(queries), relevant)
+            if s > best[0]:
+                best = (s, {"alpha": alpha, "k": k})
+        return best[1]

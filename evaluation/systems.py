@@ -1,0 +1,132 @@
+"""The systems every benchmark compares, scored by the one ranking engine on the same split.
+
+* `encoder`: the query's dense similarity to the candidate's image (to its text when the candidates are
+  texts): the encoder alone.
+* `bm25`: lexical BM25 over the record's texts and attribute values (text queries only).
+* `dense_text`: the query's dense similarity to the record's texts.
+* `hybrid`: reciprocal-rank fusion of bm25, dense_text and the image encoder: the hybrid search users get
+  from txtai or Weaviate.
+* `full`: mmkg: every signal of `retrieval/ranker.py`, graph expansion included, with weights tuned on a
+  dev split of the collection (never on the queries scored).
+* `full_untuned`: the same engine with its default weights: what search does right after `mmkg ingest`.
+
+Each system's scores of one query depend on that query, the gallery and the knowledge graph only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmkg.evaluation.metrics import mean_average_precision
+from mmkg.retrieval.ranker import (
+    BASE_SIGNALS,
+    GRAPH_SIGNALS,
+    SIGNALS,
+    QuerySet,
+    RankWeights,
+    RecordRanker,
+    fuse,
+    reciprocal_rank_fusion,
+)
+
+TARGET_SIGNAL = {"images": "image", "texts": "text"}
+
+
+def baseline_scores(ranker: RecordRanker, queries: QuerySet, columns: np.ndarray, target: str
+                    ) -> dict[str, np.ndarray]:
+    """queries x columns scores of the plain (non-graph) systems."""
+    base = ranker.score(queries, RankWeights().only(*BASE_SIGNALS)).signals
+    out: dict[str, np.ndarray] = {"encoder": base[TARGET_SIGNAL[target]][:, columns]}
+    has_text = bool(ranker.table.has_text[columns].any())  # a gallery of bare images has no words to match
+    if "lexical" in base and has_text:
+        out["bm25"] = base["lexical"][:, columns]
+    if "text" in base and target == "images" and has_text:
+        out["dense_text"] = base["text"][:, columns]
+    parts = [out[s] for s in ("bm25", "dense_text", "encoder") if s in out]
+    if len(parts) > 1:
+        out["hybrid"] = reciprocal_rank_fusion(parts)
+    return out
+
+
+@dataclass
+class Tuner:
+    """Coordinate ascent over `RankWeights` on dev queries, reusing the signals that did not change."""
+
+    ranker: RecordRanker
+    queries: QuerySet
+    columns: np.ndarray
+    relevant: np.ndarray
+    metric: Callable[[np.ndarray, np.ndarray], float] = mean_average_precision
+
+    def __post_init__(self) -> None:
+        self._base: dict[float, dict[str, np.ndarray]] = {}
+        self._graph: dict[tuple[Any, ...], tuple[dict[str, np.ndarray], np.ndarray]] = {}
+
+    def fused(self, w: RankWeights) -> np.ndarray:
+        if w.tag_weight not in self._base:
+            self._base[w.tag_weight] = self.ranker.base_signals(self.queries, w.tag_weight)
+        base = self._base[w.tag_weight]
+        n_q, n_r = len(self.queries), len(self.ranker.table)
+        stage1 = fuse(base, w, BASE_SIGNALS, n_q, n_r)
+        if not w.uses_graph():
+            return stage1[:, self.columns]
+        key = (*(getattr(w, s) for s in BASE_SIGNALS), w.seeds, w.temperature, w.tag_weight,
+               *(bool(getattr(w, s)) for s in GRAPH_SIGNALS))
+        if key not in self._graph:
+            wide = RankWeights(**{**w.__dict__, **{s: 1.0 if getattr(w, s) else 0.0 for s in GRAPH_SIGNALS}})
+            graph, _, _ = self.ranker.graph_signals(stage1, wide)
+            self._graph.clear()  # one graph pass at a time is all coordinate ascent revisits
+            self._graph[key] = (graph, stage1)
+        graph, stage1 = self._graph[key]
+        return (stage1 + fuse(graph, w, GRAPH_SIGNALS, n_q, n_r))[:, self.columns]
+
+    def score(self, w: RankWeights) -> float:
+        return self.metric(self.fused(w), self.relevant)
+
+    def tune(self, start: RankWeights, grid: dict[str, Sequence[float]] | None = None, rounds: int = 3
+             ) -> tuple[RankWeights, float]:
+        """Each weight in turn takes its best grid value with the others fixed, until a round changes nothing.
+        Ties keep the current value, so a weight moves only when it helps on the dev queries."""
+        grid = grid or GRID
+        best, best_score = start, self.score(start)
+        usable = {s for s in SIGNALS if self._available(s)}
+        for _ in range(rounds):
+            changed = False
+            for name, values in grid.items():
+                if name in SIGNALS and name not in usable:
+                    continue
+                for v in values:
+                    trial = RankWeights(**{**best.__dict__, name: type(getattr(best, name))(v)})
+                    if trial == best:
+                        continue
+                    s = self.score(trial)
+                    if s > best_score + 1e-6:
+                        best, best_score, changed = trial, s, True
+            if not changed:
+                break
+        return best, best_score
+
+    def _available(self, signal: str) -> bool:
+        if signal in GRAPH_SIGNALS:
+            return True
+        return signal in self.ranker.base_signals(self.queries.take([0]), 0.5) if len(self.queries) else False
+
+
+GRID: dict[str, Sequence[float]] = {
+    "lexical": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "text": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "image": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "attribute": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "graph_entity": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "graph_image": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "graph_text": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "seeds": (5, 10, 20, 50),
+    "temperature": (0.25, 0.5, 1.0, 2.0),
+    "tag_weight": (0.0, 0.25, 0.5),
+}
+"""The values tuning tries for each weight."""
+

@@ -1,0 +1,80 @@
+"""Lexical search: BM25 (the maintained `bm25s` library) over each record's texts and attribute values.
+
+Tokens are lower-cased words, English-stemmed with PyStemmer (`shoes` meets `shoe`), and Chinese runs
+segmented with jieba, so a query in either script matches the words a record states.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Sequence
+
+import bm25s
+import numpy as np
+
+log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of",
+    "on", "or", "that", "the", "this", "to", "was", "were", "with",
+})
+
+
+@functools.cache
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@functools.cache
+def _jieba():  # type: ignore[no-untyped-def]
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def tokenize(text: str) -> list[str]:
+    """Words of `text` as BM25 terms: stemmed English, jieba-segmented Chinese, other scripts as words."""
+    out: list[str] = []
+    for word in _WORD.findall(text.casefold()):
+        if _CJK.search(word):
+            out += [w for w in _jieba().lcut(word) if w.strip()]
+        elif word not in STOPWORDS:
+            out.append(word)
+    stemmer = _stemmer()
+    return [t if _CJK.search(t) else stemmer.stemWord(t) for t in out]
+
+
+class Bm25Index:
+    """BM25 scores of a query against every document (a record's words), by document row."""
+
+    def __init__(self, documents: Sequence[str]) -> None:
+        self.size = len(documents)
+        tokens = [tokenize(d) or [""] for d in documents]
+        self.model = bm25s.BM25()
+        if self.size:
+            self.model.index(tokens, show_progress=False)
+
+    def scores(self, query: str) -> np.ndarray:
+        """(documents,) scores; all zero when no query term occurs in the collection."""
+        terms = tokenize(query)
+        if not self.size or not terms:
+            return np.zeros(self.size, np.float32)
+        vocab = self.model.vocab_dict
+        known = [t for t in terms if t in vocab]
+        if not known:
+            return np.zeros(self.size, np.float32)
+        return np.asarray(self.model.get_scores(known), dtype=np.float32)
+
+    def matched_terms(self, query: str, document: str) -> list[str]:
+        """The query's words that `document` contains (for the explanation)."""
+        have = set(tokenize(document))
+        words = [w for w in _WORD.findall(query) if w.casefold() not in STOPWORDS]
+        return [w for w in dict.fromkeys(words) if any(t in have for t in tokenize(w))]

@@ -1,0 +1,291 @@
+"""The one ranking engine: every signal about a record, fused, with graph expansion by pseudo-relevance.
+
+For a query q and a record r (retrieval/records.py), the signals are
+
+* `lexical`: BM25 of q's words over r's texts and attribute values (text queries only);
+* `text`: the best dense similarity of q to one of r's texts;
+* `image`: the best dense similarity of q to one of r's images;
+* `attribute`: the IDF-weighted share of q's entities that r states (attributes, mentions), predicted
+  image tags counting `tag_weight` of a stated one;
+* `graph_entity`, `graph_image`, `graph_text`: graph expansion. The query's best records by the
+  signals above are its seeds (`seeds`, softmax weights at `temperature`); each record then scores by
+  how much it shares with them: their entities (IDF-weighted cosine over record -> entity edges), their
+  images and their texts (cosine to the seeds' mean image / text vector). A record can thus be found
+  through what its neighbours in the graph state, not only through its own words or pixels, and an
+  image query reaches the attributes of the products it resembles.
+
+Each signal is standardised per query over the collection (z-score: a query's scores depend only on the
+query and the collection searched, never on other queries) and the fused score is their weighted sum.
+Weights are kept per query modality (`text`, `image`) in a `RankingConfig`, tuned on a dev split of the
+collection being served and saved in its workspace. Search, the explorer and `mmkg eval` all score
+through `RecordRanker.score`, so what eval reports is what users get.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from mmkg.retrieval.records import RecordTable, segment_max
+from mmkg.workspace import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+BASE_SIGNALS = ("lexical", "text", "image", "attribute")
+GRAPH_SIGNALS = ("graph_entity", "graph_image", "graph_text")
+SIGNALS = BASE_SIGNALS + GRAPH_SIGNALS
+CHUNK = 256
+"""Queries scored together: bounds memory at CHUNK x records floats per signal."""
+
+
+@dataclass(frozen=True)
+class RankWeights:
+    """Fusion weights of one query modality; zero switches a signal off."""
+
+    lexical: float = 1.0
+    text: float = 1.0
+    image: float = 1.0
+    attribute: float = 1.0
+    graph_entity: float = 0.5
+    graph_image: float = 0.5
+    graph_text: float = 0.5
+    seeds: int = 10
+    temperature: float = 1.0
+    tag_weight: float = 0.5
+
+    def uses_graph(self) -> bool:
+        return any(getattr(self, s) for s in GRAPH_SIGNALS)
+
+    def only(self, *signals: str) -> RankWeights:
+        """These weights with every other signal switched off."""
+        return replace(self, **{s: (getattr(self, s) if s in signals else 0.0) for s in SIGNALS})
+
+
+DEFAULT_TEXT = RankWeights()
+DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.5, image=1.0, attribute=0.25, graph_entity=0.5, graph_image=0.5,
+                            graph_text=0.5)
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """The weights search uses, per query modality, and where they were tuned (saved in the workspace)."""
+
+    text: RankWeights = DEFAULT_TEXT
+    image: RankWeights = DEFAULT_IMAGE
+    tuned_on: str = "defaults (untuned)"
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def for_kind(self, kind: str) -> RankWeights:
+        return self.text if kind == "text" else self.image
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": asdict(self.text), "image": asdict(self.image), "tuned_on": self.tuned_on,
+                "figures": self.figures}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> RankingConfig:
+        names = set(RankWeights.__dataclass_fields__)
+        pick = lambda d: RankWeights(**{k: v for k, v in (d or {}).items() if k in names})  # noqa: E731
+        return cls(pick(obj.get("text")), pick(obj.get("image")), str(obj.get("tuned_on", "")),
+                   dict(obj.get("figures") or {}))
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> RankingConfig:
+        """The saved config, or the untuned defaults when none was saved."""
+        if not path.is_file():
+            return cls()
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass
+class QuerySet:
+    """Queries of one modality, as the encoder and the query linker see them."""
+
+    kind: str
+    """`text` or `image`."""
+    vectors: np.ndarray
+    texts: list[str] | None = None
+    entities: list[list[tuple[str, float]]] = field(default_factory=list)
+    """Per query, its (entity id, link score) pairs."""
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> QuerySet:
+        idx = np.asarray(rows, dtype=np.int64)
+        return QuerySet(self.kind, self.vectors[idx], [self.texts[i] for i in idx] if self.texts else None,
+                        [self.entities[i] for i in idx] if self.entities else [])
+
+
+@dataclass
+class Scored:
+    """Standardised signals (queries x records) and the fused score under one set of weights."""
+
+    signals: dict[str, np.ndarray]
+    fused: np.ndarray
+    seeds: np.ndarray
+    """(queries, seeds) record rows of each query's graph seeds (empty without graph expansion)."""
+    seed_weights: np.ndarray
+
+
+class RecordRanker:
+    """Scores queries against every record of a `RecordTable` (see the module docstring)."""
+
+    def __init__(self, table: RecordTable, config: RankingConfig | None = None) -> None:
+        self.table = table
+        self.config = config or RankingConfig()
+        t = table
+        self._knowledge = (t.rec_entity, t.rec_tag)
+        self._profile_cache: dict[float, sp.csr_matrix] = {}
+
+    # --- signals ----------------------------------------------------------------------------
+
+    def base_signals(self, queries: QuerySet, tag_weight: float) -> dict[str, np.ndarray]:
+        """The standardised `BASE_SIGNALS` of every query against every record (missing: absent key)."""
+        t = self.table
+        out: dict[str, np.ndarray] = {}
+        q = queries.vectors.astype(np.float32)
+        if t.image_vecs.shape[0]:
+            out["image"] = _standardise(segment_max(t.rec_image, q @ t.image_vecs.T))
+        if t.text_vecs.shape[0]:
+            out["text"] = _standardise(segment_max(t.rec_text, q @ t.text_vecs.T))
+        if queries.texts is not None:
+            out["lexical"] = _standardise(np.stack([t.bm25.scores(s) for s in queries.texts]) if len(queries)
+                                          else np.zeros((0, len(t)), np.float32))
+        if queries.entities and len(t.entity_ids):
+            out["attribute"] = _standardise(self.entity_share(queries.entities, tag_weight))
+        return out
+
+    def entity_share(self, entities: Sequence[Sequence[tuple[str, float]]], tag_weight: float) -> np.ndarray:
+        """Queries x records: the IDF-weighted share of each query's entities that a record has."""
+        t = self.table
+        rows, cols, vals = [], [], []
+        for i, ents in enumerate(entities):
+            w = {t.entity_pos[e]: max(s, 0.0) * float(t.idf[t.entity_pos[e]]) for e, s in ents if e in t.entity_pos}
+            total = sum(w.values())
+            for col, v in w.items():
+                if total > 0 and v > 0:
+                    rows.append(i)
+                    cols.append(col)
+                    vals.append(v / total)
+        q = sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(entities), len(t.entity_ids)))
+        have = t.rec_entity + tag_weight * t.rec_tag
+        return np.asarray((q @ have.T).todense(), dtype=np.float32)
+
+    def _entity_profiles(self, tag_weight: float) -> sp.csr_matrix:
+        """Records x entities, IDF-weighted and L2-normalised: what graph_entity compares."""
+        if tag_weight not in self._profile_cache:
+            t = self.table
+            m = (t.rec_entity + tag_weight * t.rec_tag).tocsr() @ sp.diags(t.idf)
+            norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+            self._profile_cache[tag_weight] = (sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m).tocsr()
+        return self._profile_cache[tag_weight]
+
+    def graph_signals(self, stage1: np.ndarray, weights: RankWeights) -> tuple[dict[str, np.ndarray], np.ndarray,
+                                                                                 np.ndarray]:
+        """Standardised graph-expansion signals from each query's seeds (its best records by `stage1`)."""
+        t = self.table
+        n_q, n_r = stage1.shape
+        m = min(weights.seeds, n_r)
+        if m == 0 or n_q == 0:
+            return {}, np.zeros((n_q, 0), np.int64), np.zeros((n_q, 0), np.float32)
+        seeds = np.argpartition(-stage1, m - 1, axis=1)[:, :m] if m < n_r else np.tile(np.arange(n_r), (n_q, 1))
+        top = np.take_along_axis(stage1, seeds, axis=1)
+        z = top / max(weights.temperature, 1e-6)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        start = sp.csr_matrix((p.ravel(), (np.repeat(np.arange(n_q), m), seeds.ravel())), shape=(n_q, n_r))
+        out: dict[str, np.ndarray] = {}
+        if weights.graph_entity and len(t.entity_ids):
+            prof = self._entity_profiles(weights.tag_weight)
+            q_prof = start @ prof
+            out["graph_entity"] = _standardise(np.asarray((q_prof @ prof.T).todense(), dtype=np.float32))
+        if weights.graph_image and t.image_vecs.shape[0]:
+            centre = start @ t.record_image_vecs
+            out["graph_image"] = _standardise(_masked(centre @ t.record_image_vecs.T, t.has_image))
+        if weights.graph_text and t.text_vecs.shape[0]:
+            centre = start @ t.record_text_vecs
+            out["graph_text"] = _standardise(_masked(centre @ t.record_text_vecs.T, t.has_text))
+        return out, seeds, p
+
+    # --- fusion -----------------------------------------------------------------------------
+
+    def score(self, queries: QuerySet, weights: RankWeights | None = None) -> Scored:
+        """Signals and fused scores of every query against every record (queries scored independently)."""
+        w = weights or self.config.for_kind(queries.kind)
+        parts = [self._score_chunk(queries.take(np.arange(lo, min(lo + CHUNK, len(queries)))), w)
+                 for lo in range(0, len(queries), CHUNK)]
+        if not parts:
+            empty = np.zeros((0, len(self.table)), np.float32)
+            return Scored({}, empty, np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32))
+        names = set().union(*(p.signals for p in parts))
+        return Scored(
+            {s: np.concatenate([p.signals[s] for p in parts]) for s in names if all(s in p.signals for p in parts)},
+            np.concatenate([p.fused for p in parts]),
+            np.concatenate([p.seeds for p in parts]),
+            np.concatenate([p.seed_weights for p in parts]),
+        )
+
+    def _score_chunk(self, queries: QuerySet, w: RankWeights) -> Scored:
+        signals = self.base_signals(queries, w.tag_weight)
+        stage1 = fuse(signals, w, BASE_SIGNALS, len(queries), len(self.table))
+        seeds = np.zeros((len(queries), 0), np.int64)
+        seed_w = np.zeros((len(queries), 0), np.float32)
+        fused = stage1
+        if w.uses_graph():
+            graph, seeds, seed_w = self.graph_signals(stage1, w)
+            signals.update(graph)
+            fused = stage1 + fuse(graph, w, GRAPH_SIGNALS, len(queries), len(self.table))
+        return Scored(signals, fused, seeds, seed_w)
+
+
+def fuse(signals: dict[str, np.ndarray], weights: RankWeights, names: Sequence[str], n_q: int, n_r: int) -> np.ndarray:
+    """The weighted sum of the named standardised signals (absent ones count zero)."""
+    out = np.zeros((n_q, n_r), np.float32)
+    for name in names:
+        wt = getattr(weights, name)
+        if wt and name in signals:
+            out += wt * signals[name]
+    return out
+
+
+def reciprocal_rank_fusion(score_sets: Sequence[np.ndarray], k: int = 60) -> np.ndarray:
+    """RRF (Cormack et al. 2009) of several queries x items score matrices: sum of 1 / (k + rank)."""
+    out: np.ndarray | None = None
+    for scores in score_sets:
+        order = np.argsort(-scores, axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
+        part = 1.0 / (k + 1.0 + ranks)
+        out = part if out is None else out + part
+    assert out is not None, "RRF needs at least one score matrix"
+    return out.astype(np.float32)
+
+
+def _standardise(raw: np.ndarray) -> np.ndarray:
+    """Per query (row): z-scores over the records where the signal exists (NaN: absent, scored 0)."""
+    raw = np.asarray(raw, dtype=np.float32)
+    present = ~np.isnan(raw)
+    cnt = np.maximum(present.sum(axis=1, keepdims=True), 1)
+    filled = np.where(present, raw, 0.0)
+    mean = filled.sum(axis=1, keepdims=True) / cnt
+    var = (np.where(present, raw - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / cnt
+    std = np.sqrt(var)
+    z = np.where(present, (filled - mean) / np.maximum(std, 1e-6), 0.0)
+    return np.where(std > 1e-6, z, 0.0).astype(np.float32)
+
+
+def _masked(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float32).copy()
+    out[:, ~present] = np.nan
+    return out

@@ -1,0 +1,275 @@
+"""Search over records: `Retriever.search` on the one ranking engine, with explanations that tell the truth.
+
+A hit is a record (a product, a case, a photo with its captions) shown through its best item of the target
+kind (its image for `images`, its best-matching text for `texts`); a record whose image or text is
+identical to one already listed is skipped. Each hit lists the signals that scored it with their
+contributions (weight x standardised score), and the paths behind the contributing ones:
+
+* attribute: `query mentions *white* <-DEPICTS- image *10003.jpg*` (a predicted tag says so);
+* graph: `query -SIMILAR-> record *seed* -SHARES-> entity *articleType:sports shoes*`, the seed being one
+  of the query's best records whose entities (or image, or texts) the hit shares.
+
+SIMILAR (vector similarity) and SHARES (both records state the entity) are derived steps; every other
+step is an edge of the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from mmkg.encoders.base import Encoder
+from mmkg.errors import UserInputError
+from mmkg.graph import ids as graph_ids
+from mmkg.graph.store import GraphStore
+from mmkg.retrieval.query_entities import QueryEntity, QueryLinker
+from mmkg.retrieval.ranker import GRAPH_SIGNALS, SIGNALS, QuerySet, RankingConfig, RankWeights, RecordRanker, Scored
+from mmkg.retrieval.records import RecordTable
+from mmkg.retrieval.search import Explanation, Hit, Query, Retriever, Step, Target
+from mmkg.retrieval.vectors import Vectors
+from mmkg.settings import Settings
+from mmkg.workspace import Workspace, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+RANKING_FILE = "ranking.json"
+TABLE_VERSION = 1
+MODES = ("full", "encoder")
+
+
+def ranking_path(settings: Settings) -> Path:
+    """Where `mmkg tune` saves the fusion weights that search uses."""
+    return Workspace(Path(settings.home)).models_dir / RANKING_FILE
+
+
+def open_table(settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder, cache: bool = True
+               ) -> RecordTable:
+    """The workspace's record table, cached on disk per state of the graph (node/edge counts) and encoder."""
+    nodes, edges = store.counts()
+    key = hashlib.sha256(json.dumps({"v": TABLE_VERSION, "enc": encoder.fingerprint, "n": nodes, "e": edges,
+                                     "vec": [len(i) for i in vectors]}, sort_keys=True).encode()).hexdigest()[:24]
+    path = Workspace(Path(settings.home)).index_dir / "records.pkl"
+    if cache and path.is_file():
+        try:
+            with path.open("rb") as fh:
+                saved_key, table = pickle.load(fh)  # our own workspace file, written below
+            if saved_key == key:
+                return table  # type: ignore[no-any-return]
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+            log.warning("rebuilding the record table (%s)", exc)
+    table = RecordTable.build(store, vectors)
+    if cache:
+        try:
+            atomic_write_bytes(path, pickle.dumps((key, table), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError as exc:  # a read-only workspace still answers; it rebuilds next time
+            log.warning("could not cache the record table in %s: %s", path, exc)
+    return table
+
+
+class RecordRetriever(Retriever):
+    """Ranks the workspace's records for a text or image query (modes: `full`, or `encoder` alone)."""
+
+    def __init__(self, settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder,
+                 mode: str = "full", config: RankingConfig | None = None, table: RecordTable | None = None) -> None:
+        if mode not in MODES:
+            raise UserInputError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
+        self.settings = settings
+        self.store = store
+        self.encoder = encoder
+        self.mode = mode
+        self.table = table if table is not None else open_table(settings, store, vectors, encoder)
+        self.ranker = RecordRanker(self.table, config or RankingConfig.load(ranking_path(settings)))
+        self.linker = QueryLinker(store, vectors.entities)
+
+    # --- public API -------------------------------------------------------------------------
+
+    def search(self, query: Query, k: int = 10, target: Target = "images",
+               where: Mapping[str, str] | None = None) -> list[Hit]:
+        if k < 1:
+            raise UserInputError("k must be at least 1")
+        if target not in ("images", "texts"):
+            raise UserInputError(f"unknown target {target!r}: choose images or texts")
+        if len(self.table) == 0:
+            raise UserInputError("the workspace holds no records yet: run `mmkg ingest PATH` first")
+        qs, entities = self.prepare(query)
+        weights = self.weights(qs.kind, target)
+        scored = self.ranker.score(qs, weights)
+        rows = self.candidates(target, where)
+        order = rows[np.argsort(-scored.fused[0][rows], kind="stable")]
+        hits: list[Hit] = []
+        shown: set[str] = set()
+        for row in order:
+            hit = self._hit(int(row), qs, scored, target)
+            key = hit.id if target == "images" else (hit.text or hit.id)
+            if key in shown:
+                continue
+            shown.add(key)
+            hit.explanation = self.explain_row(int(row), qs, scored, weights, entities)
+            hits.append(hit)
+            if len(hits) == k:
+                break
+        return hits
+
+    def explain(self, query: Query, result_id: str, target: Target | None = None) -> Explanation:
+        """Why one record (by record id, source id, or the id of one of its images or texts) scores as it does."""
+        row = self.row_of(result_id)
+        qs, entities = self.prepare(query)
+        nt: Target = target or ("images" if self.table.has_image[row] else "texts")
+        weights = self.weights(qs.kind, nt)
+        return self.explain_row(row, qs, self.ranker.score(qs, weights), weights, entities)
+
+    def prepare(self, query: Query) -> tuple[QuerySet, list[QueryEntity]]:
+        """The query as the ranker takes it: its vector, its text, the entities it links to."""
+        if query.text is not None:
+            vec = self.encoder.encode_texts([query.text])
+            entities = self.linker.for_text(query.text)
+            return QuerySet("text", vec, [query.text], [[(e.id, e.score) for e in entities]]), entities
+        assert query.image is not None
+        vec = self.encoder.encode_images([query.image])
+        entities = self.linker.for_vector(vec[0], self.settings.tag_top_k, self.settings.tag_min_score)
+        return QuerySet("image", vec, None, [[(e.id, e.score) for e in entities]]), entities
+
+    def weights(self, kind: str, target: str) -> RankWeights:
+        w = self.ranker.config.for_kind(kind)
+        if self.mode == "encoder":
+            return w.only("image" if target == "images" else "text")
+        return w
+
+    def candidates(self, target: str, where: Mapping[str, str] | None) -> np.ndarray:
+        t = self.table
+        mask = t.has_image.copy() if target == "images" else t.has_text.copy()
+        for key, value in (where or {}).items():
+            name = value if key in ("entity", "entities") else f"{key}:{value}"
+            rows = t.rows_with(graph_ids.entity_id(name))
+            if len(rows) == 0:
+                raise UserInputError(f"nothing in this workspace has {key}={value}{self._filter_hint(key)}")
+            keep = np.zeros(len(t), bool)
+            keep[rows] = True
+            mask &= keep
+        return np.flatnonzero(mask)
+
+    def row_of(self, result_id: str) -> int:
+        t = self.table
+        if result_id in t.pos:
+            return t.pos[result_id]
+        for i, name in enumerate(t.names):
+            if name == result_id:
+                return i
+        for member, item_ids in ((t.rec_image, t.image_ids), (t.rec_text, t.text_ids)):
+            if result_id in item_ids:
+                col = item_ids.index(result_id)
+                owners = member[:, col].nonzero()[0]
+                if len(owners):
+                    return int(owners[0])
+        raise UserInputError(f"no record, image or text with id {result_id!r} in this workspace")
+
+    # --- hits and explanations ---------------------------------------------------------------
+
+    def _hit(self, row: int, qs: QuerySet, scored: Scored, target: str) -> Hit:
+        t = self.table
+        q = qs.vectors[0]
+        attrs = list(t.attributes[row])
+        if target == "images":
+            imgs = t.images_of(row)
+            best = max(imgs, key=lambda j: float(t.image_vecs[j] @ q))
+            return Hit(id=t.image_ids[best], score=float(scored.fused[0][row]), kind="image",
+                       path=t.image_paths[best], record=t.ids[row], attributes=attrs, title=t.title(row))
+        texts = t.texts_of(row)
+        best = max(texts, key=lambda j: float(t.text_vecs[j] @ q))
+        return Hit(id=t.text_ids[best], score=float(scored.fused[0][row]), kind="text", text=t.text_strings[best],
+                   record=t.ids[row], attributes=attrs, title=t.title(row))
+
+    def explain_row(self, row: int, qs: QuerySet, scored: Scored, weights: RankWeights,
+                    entities: list[QueryEntity]) -> Explanation:
+        t = self.table
+        contributions = {s: round(float(getattr(weights, s) * scored.signals[s][0][row]), 4)
+                         for s in SIGNALS if getattr(weights, s) and s in scored.signals}
+        paths: list[list[Step]] = []
+        shared: list[str] = []
+        query_name = "query " + (repr(qs.texts[0]) if qs.texts else "image")
+        if contributions.get("attribute", 0.0) > 0:
+            stated = set(t.rec_entity[row].indices)
+            tagged = set(t.rec_tag[row].indices)
+            for ent in entities:
+                col = t.entity_pos.get(ent.id)
+                if col is None or (col not in stated and col not in tagged):
+                    continue
+                shared.append(ent.name)
+                paths.append(self._entity_path(query_name, ent, row, predicted=col not in stated))
+        if any(contributions.get(s, 0.0) > 0 for s in GRAPH_SIGNALS) and scored.seeds.shape[1]:
+            paths += self._seed_paths(query_name, row, scored, contributions)
+        lexical = []
+        if contributions.get("lexical", 0.0) > 0 and qs.texts:
+            lexical = t.bm25.matched_terms(qs.texts[0], " ".join(
+                [t.text_strings[j] for j in t.texts_of(row)] + [a.split(":", 1)[-1] for a in t.attributes[row]]))
+        unique: list[list[Step]] = []
+        for p in paths:
+            if p not in unique:
+                unique.append(p)
+        return Explanation(shared_entities=shared, paths=unique, signals=contributions, matched_words=lexical)
+
+    def _entity_path(self, query_name: str, ent: QueryEntity, row: int, predicted: bool) -> list[Step]:
+        t = self.table
+        name = ent.name + (" (predicted tag)" if predicted else "")
+        start = Step("query", "Query", query_name, ent.how.upper(), True)
+        if t.has_image[row] and (predicted or t.attribute_entity[t.entity_pos[ent.id]]):
+            j = t.images_of(row)[0]
+            return [start, Step(ent.id, "Entity", name, "DEPICTS", False),
+                    Step(t.image_ids[j], "Image", Path(t.image_paths[j]).name)]
+        texts = t.texts_of(row)
+        words = ent.name.split(":", 1)[-1].casefold()
+        j = next((j for j in texts if words in t.text_strings[j].casefold()), texts[0] if texts else None)
+        if j is None:
+            return [start, Step(ent.id, "Entity", name, "HAS", False), Step(t.ids[row], "Record", t.names[row])]
+        text = t.text_strings[j]
+        return [start, Step(ent.id, "Entity", name, "MENTIONS", False),
+                Step(t.text_ids[j], "Text", text if len(text) <= 60 else text[:57] + "...")]
+
+    def _seed_paths(self, query_name: str, row: int, scored: Scored, contributions: dict[str, float],
+                    most: int = 2) -> list[list[Step]]:
+        """The seeds that lent this record the most graph score, and what it shares with each."""
+        t = self.table
+        seeds, weights = scored.seeds[0], scored.seed_weights[0]
+        order = np.argsort(-weights)
+        mine = set(t.rec_entity[row].indices)
+        out: list[list[Step]] = []
+        for j in order:
+            seed = int(seeds[j])
+            if seed == row:
+                continue
+            start = Step("query", "Query", query_name, "SIMILAR", True)
+            seed_step = Step(t.ids[seed], "Record", _short(t.title(seed)), "SHARES", True)
+            common = [c for c in t.rec_entity[seed].indices if c in mine]
+            if contributions.get("graph_entity", 0.0) > 0 and common:
+                best = max(common, key=lambda c: float(t.idf[c]))
+                out.append([start, seed_step, Step(t.entity_ids[best], "Entity", t.entity_names[best], "SHARES",
+                                                   False), Step(t.ids[row], "Record", _short(t.title(row)))])
+            elif contributions.get("graph_image", 0.0) > 0 and t.has_image[seed] and t.has_image[row]:
+                sim = float(t.record_image_vecs[seed] @ t.record_image_vecs[row])
+                out.append([start, Step(t.ids[seed], "Record", _short(t.title(seed)), f"LOOKS_LIKE {sim:.2f}", True),
+                            Step(t.ids[row], "Record", _short(t.title(row)))])
+            elif contributions.get("graph_text", 0.0) > 0 and t.has_text[seed] and t.has_text[row]:
+                sim = float(t.record_text_vecs[seed] @ t.record_text_vecs[row])
+                out.append([start, Step(t.ids[seed], "Record", _short(t.title(seed)), f"READS_LIKE {sim:.2f}", True),
+                            Step(t.ids[row], "Record", _short(t.title(row)))])
+            if len(out) == most:
+                break
+        return out
+
+    def _filter_hint(self, key: str) -> str:
+        prefix = "ent:" + graph_ids.normalize_name(key) + ":"
+        values = sorted(e[len(prefix):] for e in self.table.entity_ids if e.startswith(prefix))
+        if values:
+            return f" (known {key} values: {', '.join(values[:12])}{', ...' if len(values) > 12 else ''})"
+        keys = sorted({e[4:].split(":", 1)[0] for e in self.table.entity_ids if ":" in e[4:]})
+        return f" (known keys: {', '.join(keys[:20])}, or entity=NAME)" if keys else " (try entity=NAME)"
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."

@@ -1,0 +1,208 @@
+"""The collection by record: what each record (a product, a case, a photo with its captions) holds.
+
+Search ranks records, not loose images or texts, because a record is what a user is looking for and
+everything the graph knows about it counts: its images, its texts, its stated attributes, the entities
+its texts mention and the tags predicted for its images. This table gathers that knowledge from the
+graph store and the vector indexes once, as sparse incidence matrices and dense vector arrays, so a
+query scores every record with a few matrix products.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from mmkg.graph.schema import Label, Rel
+from mmkg.graph.store import GraphStore
+from mmkg.retrieval.lexical import Bm25Index
+from mmkg.retrieval.vectors import Vectors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecordTable:
+    """Records (rows) with their images, texts and entities (sparse incidence) and vectors."""
+
+    ids: list[str]
+    names: list[str]
+    """The record's id in its source (a product id, a case id): what a user sees."""
+    sources: list[str]
+    attributes: list[list[str]]
+    image_ids: list[str]
+    image_paths: list[str]
+    image_vecs: np.ndarray
+    text_ids: list[str]
+    text_strings: list[str]
+    text_vecs: np.ndarray
+    entity_ids: list[str]
+    entity_names: list[str]
+    rec_image: sp.csr_matrix
+    rec_text: sp.csr_matrix
+    rec_entity: sp.csr_matrix
+    """Stated knowledge: attributes and entities its texts mention (weight 1)."""
+    rec_tag: sp.csr_matrix
+    """Predicted knowledge: zero-shot image tags, weighted by their score."""
+    attribute_entity: np.ndarray
+    """(entities,) True for attribute entities (`colour:white`)."""
+    bm25: Bm25Index = field(repr=False)
+    pos: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pos = {rid: i for i, rid in enumerate(self.ids)}
+        self.entity_pos = {eid: i for i, eid in enumerate(self.entity_ids)}
+        n_e = len(self.entity_ids)
+        df = np.diff((self.rec_entity + self.rec_tag).tocsc().indptr) if n_e else np.zeros(0)
+        self.idf = np.log((1.0 + len(self.ids)) / (1.0 + df)).astype(np.float32)
+        self.record_image_vecs = _mean_rows(self.rec_image, self.image_vecs)
+        self.record_text_vecs = _mean_rows(self.rec_text, self.text_vecs)
+        self.has_image = np.diff(self.rec_image.indptr) > 0
+        self.has_text = np.diff(self.rec_text.indptr) > 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.image_vecs.shape[1] if len(self.image_vecs) else self.text_vecs.shape[1])
+
+    def first_image(self, row: int) -> str | None:
+        a, b = self.rec_image.indptr[row], self.rec_image.indptr[row + 1]
+        return self.image_ids[self.rec_image.indices[a]] if b > a else None
+
+    def texts_of(self, row: int) -> list[int]:
+        return list(self.rec_text.indices[self.rec_text.indptr[row] : self.rec_text.indptr[row + 1]])
+
+    def images_of(self, row: int) -> list[int]:
+        return list(self.rec_image.indices[self.rec_image.indptr[row] : self.rec_image.indptr[row + 1]])
+
+    def title(self, row: int) -> str:
+        texts = self.texts_of(row)
+        return self.text_strings[texts[0]] if texts else self.names[row]
+
+    def rows_with(self, entity_id: str) -> np.ndarray:
+        """Records that state or mention an entity (filters use stated knowledge only)."""
+        col = self.entity_pos.get(entity_id)
+        if col is None:
+            return np.empty(0, np.int64)
+        return np.flatnonzero(self.rec_entity[:, col].toarray().ravel() > 0)
+
+    @classmethod
+    def build(cls, store: GraphStore, vectors: Vectors, records: Sequence[str] | None = None,
+              hide_texts: Collection[str] = ()) -> RecordTable:
+        """Gather the complete records of a store (or only `records`, by id) with their knowledge;
+        `hide_texts` are left out (held-out pseudo-queries must not find their own words)."""
+        wanted = set(records) if records is not None else None
+        rec_nodes = [
+            n for n in store.iter_nodes(Label.RECORD)
+            if n.props.get("complete") and (wanted is None or n.id in wanted)
+        ]
+        rec_nodes.sort(key=lambda n: n.id)
+        rpos = {n.id: i for i, n in enumerate(rec_nodes)}
+        members: dict[str, list[tuple[int, str]]] = {"img": [], "txt": []}
+        for edge in store.iter_edges(Rel.HAS):
+            row = rpos.get(edge.src)
+            if row is not None and edge.dst not in hide_texts:
+                members["img" if edge.dst.startswith("img:") else "txt"].append((row, edge.dst))
+        image_ids = sorted({i for _, i in members["img"]} & vectors.images.present([i for _, i in members["img"]]))
+        text_ids = sorted({t for _, t in members["txt"]} & vectors.texts.present([t for _, t in members["txt"]]))
+        ipos = {i: j for j, i in enumerate(image_ids)}
+        tpos = {t: j for j, t in enumerate(text_ids)}
+        image_nodes = store.get_nodes(image_ids)
+        text_nodes = store.get_nodes(text_ids)
+
+        entity_nodes = {n.id: n for n in store.iter_nodes(Label.ENTITY)}
+        stated: dict[int, set[str]] = defaultdict(set)
+        for row, node in enumerate(rec_nodes):
+            stated[row].update(e for e in node.props.get("entities") or [] if e in entity_nodes)
+        tags: dict[tuple[int, str], float] = {}
+        image_rows: dict[str, list[int]] = defaultdict(list)
+        for row, iid in members["img"]:
+            image_rows[iid].append(row)
+        for edge in store.iter_edges(Rel.DEPICTS):
+            if edge.props.get("source") != "tag" or edge.dst not in entity_nodes:
+                continue
+            for row in image_rows.get(edge.src, ()):
+                if edge.dst not in stated[row]:
+                    key = (row, edge.dst)
+                    tags[key] = max(tags.get(key, 0.0), float(edge.props.get("score", 0.0)))
+        entity_ids = sorted({e for s in stated.values() for e in s} | {e for _, e in tags})
+        epos = {e: j for j, e in enumerate(entity_ids)}
+
+        def incidence(pairs: Sequence[tuple[int, int]], n_cols: int, values: Sequence[float] | None = None
+                      ) -> sp.csr_matrix:
+            rows = np.fromiter((r for r, _ in pairs), np.int64, len(pairs))
+            cols = np.fromiter((c for _, c in pairs), np.int64, len(pairs))
+            vals = np.ones(len(pairs), np.float32) if values is None else np.asarray(values, np.float32)
+            m = sp.csr_matrix((vals, (rows, cols)), shape=(len(rec_nodes), n_cols))
+            m.sum_duplicates()
+            if values is None:
+                m.data[:] = 1.0
+            return m
+
+        rec_image = incidence([(r, ipos[i]) for r, i in members["img"] if i in ipos], len(image_ids))
+        rec_text = incidence([(r, tpos[t]) for r, t in members["txt"] if t in tpos], len(text_ids))
+        rec_entity = incidence([(r, epos[e]) for r, es in stated.items() for e in es], len(entity_ids))
+        tag_items = list(tags.items())
+        rec_tag = incidence([(r, epos[e]) for (r, e), _ in tag_items], len(entity_ids), [s for _, s in tag_items])
+        text_strings = [str(text_nodes[t].props.get("text", "")) if t in text_nodes else "" for t in text_ids]
+        attributes = [list(n.props.get("attributes") or []) for n in rec_nodes]
+        documents = []
+        for row in range(len(rec_nodes)):
+            words = [text_strings[j] for j in rec_text.indices[rec_text.indptr[row] : rec_text.indptr[row + 1]]]
+            words += [a.split(":", 1)[-1] for a in attributes[row]]
+            documents.append(" ".join(words))
+        dim = vectors.images.dim
+        return cls(
+            ids=[n.id for n in rec_nodes],
+            names=[str(n.props.get("source_id", n.id)) for n in rec_nodes],
+            sources=[str(n.props.get("source", "")) for n in rec_nodes],
+            attributes=attributes,
+            image_ids=image_ids,
+            image_paths=[str(image_nodes[i].props.get("path", "")) if i in image_nodes else "" for i in image_ids],
+            image_vecs=_vecs(vectors.images.get(image_ids) if image_ids else None, dim),
+            text_ids=text_ids,
+            text_strings=text_strings,
+            text_vecs=_vecs(vectors.texts.get(text_ids) if text_ids else None, dim),
+            entity_ids=entity_ids,
+            entity_names=[str(entity_nodes[e].props.get("name", e[4:])) for e in entity_ids],
+            rec_image=rec_image,
+            rec_text=rec_text,
+            rec_entity=rec_entity,
+            rec_tag=rec_tag,
+            attribute_entity=np.array([entity_nodes[e].props.get("kind") == "attribute" for e in entity_ids], bool),
+            bm25=Bm25Index(documents),
+        )
+
+
+def segment_max(member: sp.csr_matrix, item_scores: np.ndarray, empty: float = np.nan) -> np.ndarray:
+    """Per record (row of `member`), the best score among its items; `item_scores` is (queries, items)."""
+    n_rec = member.shape[0]
+    out = np.full((item_scores.shape[0], n_rec), empty, np.float32)
+    counts = np.diff(member.indptr)
+    has = counts > 0
+    if not has.any():
+        return out
+    gathered = item_scores[:, member.indices]
+    starts = member.indptr[:-1][has]
+    out[:, has] = np.maximum.reduceat(gathered, starts, axis=1)
+    return out
+
+
+def _mean_rows(member: sp.csr_matrix, vecs: np.ndarray) -> np.ndarray:
+    if member.shape[1] == 0:
+        return np.zeros((member.shape[0], vecs.shape[1] if vecs.ndim == 2 else 0), np.float32)
+    summed = np.asarray(member @ vecs, dtype=np.float32)
+    norms = np.linalg.norm(summed, axis=1, keepdims=True)
+    return summed / np.maximum(norms, 1e-12)
+
+
+def _vecs(arr: np.ndarray | None, dim: int) -> np.ndarray:
+    if arr is None or len(arr) == 0:
+        return np.zeros((0, dim), np.float32)
+    return np.ascontiguousarray(arr, dtype=np.float32)
