@@ -542,7 +542,9 @@ def _caption_tables(
                 if ml_all:
                     heads.add(TEXT_ML)
                 for head in heads:
-                    per_head.setdefault(head, [[] for _ in range(n_images)])[j].append(caption)
+                    if head not in per_head:
+                        per_head[head] = [[] for _ in range(n_images)]
+                    per_head[head][j].append(caption)
     tables: dict[str, CaptionTable] = {}
     for head in sorted(per_head):
         grouped = per_head[head]
