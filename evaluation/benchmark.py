@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,7 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
             weights, dev_score = tuner.tune(untuned)
             result.tuned[d.name] = {"weights": weights.__dict__, "dev_mAP": round(dev_score, 2),
                                     "dev_queries": len(dev)}
+        systems["gnn"] = ranker.score(d.queries.take(test), replace(weights, gnn=1.0).only("gnn")).fused[:, columns]
         systems["full_untuned"] = ranker.score(d.queries.take(test), untuned).fused[:, columns]
         systems["full"] = ranker.score(d.queries.take(test), weights).fused[:, columns]
         for name, scores in (extra_systems or {}).get(d.name, {}).items():

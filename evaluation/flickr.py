@@ -146,7 +146,7 @@ def flickr_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home:
             tuner = Tuner(ranker, d.queries, cols[d.name], d.relevant["pair"])
             weights[d.name], score = tuner.tune(ranker.config.for_kind(d.queries.kind))
             nnn_params[d.name] = NnnScorer.tune(ranker.table, d.queries, cols[d.name], d.relevant["pair"],
-                                                _bank(knowledge, d.name, tune))
+                                                _bank(tune, d.name, cols[d.name]))
             tune_meta[d.name] = {"weights": weights[d.name].__dict__, "dev_mAP": round(score, 2),
                                  "nnn": nnn_params[d.name]}
         tune.close()
@@ -161,7 +161,7 @@ def flickr_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home:
         gallery = test.t2i if d.name == "t2i" else test.i2t
         extra: dict[str, dict[str, np.ndarray]] = {}
         if knowledge:
-            scorer = NnnScorer(gallery.ranker.table, cols[d.name], _bank(knowledge, d.name, test),
+            scorer = NnnScorer(gallery.ranker.table, cols[d.name], _bank(test, d.name, cols[d.name]),
                                **nnn_params.get(d.name, {}))
             extra[d.name] = {"nnn": scorer.scores(d.queries)}
         part = run_directions(gallery.ranker, cols[d.name], [gallery.table.ids[c] for c in cols[d.name]], [d],
@@ -181,11 +181,11 @@ def flickr_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home:
     return meta, result
 
 
-def _bank(knowledge: Sequence[Record], direction: str, galleries: PairGalleries) -> np.ndarray:
-    """NNN's reference queries, from the training collection only: its captions (queries of t2i) or its
-    images (queries of i2t), as the encoder embeds them (read back from the graph's vector indexes)."""
+def _bank(galleries: PairGalleries, direction: str, columns: np.ndarray) -> np.ndarray:
+    """NNN's reference queries, from the training collection only (every record that is not in the gallery):
+    its captions (queries of t2i) or its images (queries of i2t), as the encoder embeds them."""
     table = (galleries.t2i if direction == "t2i" else galleries.i2t).table
-    k_rows = [i for i, s in enumerate(table.sources) if s != galleries.source]
+    k_rows = np.setdiff1d(np.arange(len(table)), columns)
     member = table.rec_text if direction == "t2i" else table.rec_image
     items = np.unique(member[k_rows].indices)
     vecs = table.text_vecs if direction == "t2i" else table.image_vecs

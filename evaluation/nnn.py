@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import product
 
+import faiss
 import numpy as np
 from nnn import FaissCPURetriever, NNNRanker
 
@@ -31,7 +32,17 @@ class NnnScorer:
         vecs = np.where(has_image[:, None], table.record_image_vecs[columns], table.record_text_vecs[columns])
         self.gallery = np.ascontiguousarray(vecs, dtype=np.float32)
         bank = np.ascontiguousarray(bank, dtype=np.float32)
-        retriever = FaissCPURetriever(self.gallery.shape[1])
+        d = self.gallery.shape[1]
+        # nnn-retrieval 1.0.1 sets `nprobe` on its indexes, which faiss >= 1.9 refuses on a flat index (an IVF
+        # index with one list is exact and takes it), and forgets a retrieval index passed in (set it here).
+        self._quantizers = [faiss.IndexFlatIP(d), faiss.IndexFlatIP(d + 1)]
+        retrieval_index = faiss.IndexIVFFlat(self._quantizers[1], d + 1, 1, faiss.METRIC_INNER_PRODUCT)
+        retriever = FaissCPURetriever(
+            d,
+            reference_index=faiss.IndexIVFFlat(self._quantizers[0], d, 1, faiss.METRIC_INNER_PRODUCT),
+            retrieval_index=retrieval_index,
+        )
+        retriever.retrieval_index = retrieval_index
         self.ranker = NNNRanker(retriever, self.gallery, bank, alternate_ks=min(k, len(bank)),
                                 alternate_weight=alpha)
 

@@ -6,6 +6,7 @@
 * `dense_text`: the query's dense similarity to the record's texts.
 * `hybrid`: reciprocal-rank fusion of bm25, dense_text and the image encoder: the hybrid search users get
   from txtai or Weaviate.
+* `gnn`: the graph-refined vectors alone (gnn/propagate.py), with the propagation settings tuned for `full`.
 * `full`: mmkg: every signal of `retrieval/ranker.py`, graph expansion included, with weights tuned on a
   dev split of the collection (never on the queries scored).
 * `full_untuned`: the same engine with its default weights: what search does right after `mmkg ingest`.
@@ -63,18 +64,19 @@ class Tuner:
     metric: Callable[[np.ndarray, np.ndarray], float] = mean_average_precision
 
     def __post_init__(self) -> None:
-        self._base: dict[float, dict[str, np.ndarray]] = {}
+        self._base: dict[tuple[float, float, int], dict[str, np.ndarray]] = {}
         self._graph: dict[tuple[Any, ...], tuple[dict[str, np.ndarray], np.ndarray]] = {}
 
     def fused(self, w: RankWeights) -> np.ndarray:
-        if w.tag_weight not in self._base:
-            self._base[w.tag_weight] = self.ranker.base_signals(self.queries, w.tag_weight)
-        base = self._base[w.tag_weight]
+        key_base = (w.tag_weight, w.gnn_alpha, w.gnn_hops)
+        if key_base not in self._base:
+            self._base[key_base] = self.ranker.base_signals(self.queries, RankWeights(**{**w.__dict__, "gnn": 1.0}))
+        base = self._base[key_base]
         n_q, n_r = len(self.queries), len(self.ranker.table)
         stage1 = fuse(base, w, BASE_SIGNALS, n_q, n_r)
         if not w.uses_graph():
             return stage1[:, self.columns]
-        key = (*(getattr(w, s) for s in BASE_SIGNALS), w.seeds, w.temperature, w.tag_weight,
+        key = (*(getattr(w, s) for s in BASE_SIGNALS), w.seeds, w.temperature, w.tag_weight, w.gnn_alpha, w.gnn_hops,
                *(bool(getattr(w, s)) for s in GRAPH_SIGNALS))
         if key not in self._graph:
             wide = RankWeights(**{**w.__dict__, **{s: 1.0 if getattr(w, s) else 0.0 for s in GRAPH_SIGNALS}})
@@ -113,7 +115,7 @@ class Tuner:
     def _available(self, signal: str) -> bool:
         if signal in GRAPH_SIGNALS:
             return True
-        return signal in self.ranker.base_signals(self.queries.take([0]), 0.5) if len(self.queries) else False
+        return signal in self.ranker.base_signals(self.queries.take([0]), RankWeights()) if len(self.queries) else False
 
 
 GRID: dict[str, Sequence[float]] = {
@@ -121,6 +123,9 @@ GRID: dict[str, Sequence[float]] = {
     "text": (0.0, 0.25, 0.5, 1.0, 2.0),
     "image": (0.0, 0.25, 0.5, 1.0, 2.0),
     "attribute": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "gnn": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "gnn_alpha": (0.2, 0.5, 0.8),
+    "gnn_hops": (1, 2, 3),
     "graph_entity": (0.0, 0.25, 0.5, 1.0, 2.0),
     "graph_image": (0.0, 0.25, 0.5, 1.0, 2.0),
     "graph_text": (0.0, 0.25, 0.5, 1.0, 2.0),

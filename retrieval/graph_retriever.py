@@ -554,12 +554,7 @@ def _kind(query: Query) -> str:
 
 def open_graph_retriever(
     settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder, mode: str | None = None
-) -> DenseRetriever | RecordRetriever:
-    """The retriever `mmkg search/explain` use. `full` (the default) and `encoder` rank records with the one
-    ranking engine (retrieval/record_search.py); `gnn` matches GNN-refined vectors and needs `mmkg train gnn`
-    (a ModelNotReadyError that says how, without one)."""
-    if mode is not None and mode not in MODES:
-        raise UserInputError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
-    if mode in (None, "full", "encoder"):
-        return RecordRetriever(settings, store, vectors, encoder, mode=mode or "full")
-    return GraphRetriever(settings, store, vectors, encoder, load_gnn(settings, encoder), mode="gnn")
+) -> RecordRetriever:
+    """The retriever `mmkg search/explain`, the API and the explorer use: the one ranking engine
+    (retrieval/record_search.py) in mode `full` (default), `gnn` or `encoder`."""
+    return RecordRetriever(settings, store, vectors, encoder, mode=mode or "full")

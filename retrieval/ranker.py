@@ -7,6 +7,8 @@ For a query q and a record r (retrieval/records.py), the signals are
 * `image`: the best dense similarity of q to one of r's images;
 * `attribute`: the IDF-weighted share of q's entities that r states (attributes, mentions), predicted
   image tags counting `tag_weight` of a stated one;
+* `gnn`: the similarity of the graph-refined query and record vectors (gnn/propagate.py: APPNP message
+  passing over record -> entity links; the query attached to its nearest records and its entities);
 * `graph_entity`, `graph_image`, `graph_text`: graph expansion. The query's best records by the
   signals above are its seeds (`seeds`, softmax weights at `temperature`); each record then scores by
   how much it shares with them: their entities (IDF-weighted cosine over record -> entity edges), their
@@ -33,12 +35,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mmkg.gnn.propagate import propagate, refine_query
 from mmkg.retrieval.records import RecordTable, segment_max
 from mmkg.workspace import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-BASE_SIGNALS = ("lexical", "text", "image", "attribute")
+BASE_SIGNALS = ("lexical", "text", "image", "attribute", "gnn")
 GRAPH_SIGNALS = ("graph_entity", "graph_image", "graph_text")
 SIGNALS = BASE_SIGNALS + GRAPH_SIGNALS
 CHUNK = 256
@@ -53,12 +56,15 @@ class RankWeights:
     text: float = 1.0
     image: float = 1.0
     attribute: float = 1.0
+    gnn: float = 0.5
     graph_entity: float = 0.5
     graph_image: float = 0.5
     graph_text: float = 0.5
     seeds: int = 10
     temperature: float = 1.0
     tag_weight: float = 0.5
+    gnn_alpha: float = 0.5
+    gnn_hops: int = 2
 
     def uses_graph(self) -> bool:
         return any(getattr(self, s) for s in GRAPH_SIGNALS)
@@ -69,8 +75,8 @@ class RankWeights:
 
 
 DEFAULT_TEXT = RankWeights()
-DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.5, image=1.0, attribute=0.25, graph_entity=0.5, graph_image=0.5,
-                            graph_text=0.5)
+DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.5, image=1.0, attribute=0.25, gnn=0.5, graph_entity=0.5,
+                            graph_image=0.5, graph_text=0.5)
 
 
 @dataclass(frozen=True)
@@ -147,12 +153,14 @@ class RecordRanker:
         t = table
         self._knowledge = (t.rec_entity, t.rec_tag)
         self._profile_cache: dict[float, sp.csr_matrix] = {}
+        self._refined_cache: dict[tuple[float, int, float], tuple[np.ndarray, np.ndarray]] = {}
 
     # --- signals ----------------------------------------------------------------------------
 
-    def base_signals(self, queries: QuerySet, tag_weight: float) -> dict[str, np.ndarray]:
+    def base_signals(self, queries: QuerySet, weights: RankWeights) -> dict[str, np.ndarray]:
         """The standardised `BASE_SIGNALS` of every query against every record (missing: absent key)."""
         t = self.table
+        tag_weight = weights.tag_weight
         out: dict[str, np.ndarray] = {}
         q = queries.vectors.astype(np.float32)
         if t.image_vecs.shape[0]:
@@ -164,7 +172,38 @@ class RecordRanker:
                                           else np.zeros((0, len(t)), np.float32))
         if queries.entities and len(t.entity_ids):
             out["attribute"] = _standardise(self.entity_share(queries.entities, tag_weight))
+        if weights.gnn:
+            out["gnn"] = _standardise(self.gnn_scores(queries, weights))
         return out
+
+    def refined(self, weights: RankWeights) -> tuple[np.ndarray, np.ndarray]:
+        """(refined record vectors, entity states) under these propagation settings (cached)."""
+        key = (weights.gnn_alpha, weights.gnn_hops, weights.tag_weight)
+        if key not in self._refined_cache:
+            t = self.table
+            features = t.record_image_vecs + t.record_text_vecs
+            links = ((t.rec_entity + weights.tag_weight * t.rec_tag) @ sp.diags(t.idf)).tocsr()
+            self._refined_cache[key] = propagate(features, links, weights.gnn_alpha, weights.gnn_hops)
+        return self._refined_cache[key]
+
+    def gnn_scores(self, queries: QuerySet, weights: RankWeights) -> np.ndarray:
+        """Queries x records: refined query . refined record (raw cosines)."""
+        records, entities = self.refined(weights)
+        links = self._query_links(queries.entities) if queries.entities else None
+        q = refine_query(queries.vectors.astype(np.float32), records, entities, weights.gnn_alpha,
+                         entity_weights=links)
+        return q @ records.T
+
+    def _query_links(self, entities: Sequence[Sequence[tuple[str, float]]]) -> sp.csr_matrix:
+        t = self.table
+        rows, cols, vals = [], [], []
+        for i, ents in enumerate(entities):
+            for e, s in ents:
+                if e in t.entity_pos and s > 0:
+                    rows.append(i)
+                    cols.append(t.entity_pos[e])
+                    vals.append(s * float(t.idf[t.entity_pos[e]]))
+        return sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(entities), len(t.entity_ids)))
 
     def entity_share(self, entities: Sequence[Sequence[tuple[str, float]]], tag_weight: float) -> np.ndarray:
         """Queries x records: the IDF-weighted share of each query's entities that a record has."""
@@ -237,7 +276,7 @@ class RecordRanker:
         )
 
     def _score_chunk(self, queries: QuerySet, w: RankWeights) -> Scored:
-        signals = self.base_signals(queries, w.tag_weight)
+        signals = self.base_signals(queries, w)
         stage1 = fuse(signals, w, BASE_SIGNALS, len(queries), len(self.table))
         seeds = np.zeros((len(queries), 0), np.int64)
         seed_w = np.zeros((len(queries), 0), np.float32)

@@ -20,6 +20,7 @@ import json
 import logging
 import pickle
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
 TABLE_VERSION = 1
-MODES = ("full", "encoder")
+MODES = ("full", "gnn", "encoder")
 
 
 def ranking_path(settings: Settings) -> Path:
@@ -73,7 +74,8 @@ def open_table(settings: Settings, store: GraphStore, vectors: Vectors, encoder:
 
 
 class RecordRetriever(Retriever):
-    """Ranks the workspace's records for a text or image query (modes: `full`, or `encoder` alone)."""
+    """Ranks the workspace's records for a text or image query. Modes: `full` (every signal), `gnn` (the
+    graph-refined vectors alone), `encoder` (the encoder's vector of the target kind alone)."""
 
     def __init__(self, settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder,
                  mode: str = "full", config: RankingConfig | None = None, table: RecordTable | None = None) -> None:
@@ -139,6 +141,8 @@ class RecordRetriever(Retriever):
         w = self.ranker.config.for_kind(kind)
         if self.mode == "encoder":
             return w.only("image" if target == "images" else "text")
+        if self.mode == "gnn":
+            return replace(w, gnn=1.0).only("gnn")
         return w
 
     def candidates(self, target: str, where: Mapping[str, str] | None) -> np.ndarray:

@@ -37,19 +37,8 @@ def open_read_store(settings: Settings) -> GraphStore:
 
 
 def available_modes(settings: Settings) -> list[str]:
-    """Retrieval modes this workspace offers, the default first.
-
-    With the graph retriever installed: `full` and `gnn` when a GNN is trained, and `encoder` always;
-    without it, `dense`.
-    """
-    import importlib.util
-
-    # find_spec, not import: the graph retriever pulls in torch, and the page must show before that loads.
-    if importlib.util.find_spec("mmkg.retrieval.graph_retriever") is None:
-        return [DENSE]
-    if (Workspace(settings.home).models_dir / "gnn" / "gnn.json").is_file():  # mmkg.gnn.refine.gnn_dir / META_FILE
-        return list(GRAPH_MODES)
-    return ["encoder"]
+    """Retrieval modes, the default first: the one ranking engine's (`mmkg search --mode`), none needing training."""
+    return list(GRAPH_MODES)
 
 
 class Backend:
@@ -105,14 +94,10 @@ class Backend:
             return self._retrievers[mode]
 
     def _make_retriever(self, mode: str) -> Retriever:
+        from mmkg.retrieval.record_search import RecordRetriever  # torch: loaded once the page shows
+
         encoder, vectors = self._encoder_and_vectors()
-        if mode in GRAPH_MODES:
-            from mmkg.retrieval.graph_retriever import GraphRetriever
-
-            return GraphRetriever(self.settings, self.store, vectors, encoder, mode=mode)  # type: ignore[arg-type]
-        from mmkg.retrieval.search import DenseRetriever
-
-        return DenseRetriever(self.settings, self.store, vectors, encoder)  # type: ignore[arg-type]
+        return RecordRetriever(self.settings, self.store, vectors, encoder, mode=mode)  # type: ignore[arg-type]
 
     def _encoder_and_vectors(self) -> tuple[object, object]:
         if self._parts is None:
