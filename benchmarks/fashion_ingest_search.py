@@ -4,8 +4,8 @@
 
 Uses the encoder trained in MMKG_HOME (default ./.mmkg); prints images/s for the whole ingest
 (decode, encode, entities, graph and index writes, tagging) and p50/p95 latency of single
-queries through the same code `mmkg search` runs, with the encoder already loaded: `encoder` mode,
-and `full` mode too when MMKG_HOME holds a trained GNN (`mmkg train gnn`).
+queries through the same code `mmkg search` runs (the record ranking engine), with the encoder already
+loaded, in its three modes: `encoder`, `gnn` and `full`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 from mmkg.encoders.factory import create_encoder
-from mmkg.gnn.refine import load_gnn
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.ingest.detect import open_source
 from mmkg.ingest.images import load_image
 from mmkg.ingest.pipeline import Ingestor
-from mmkg.retrieval.graph_retriever import GraphRetriever
-from mmkg.retrieval.search import DenseRetriever, Query
+from mmkg.retrieval.record_search import RecordRetriever
+from mmkg.retrieval.records import RecordTable
+from mmkg.retrieval.search import Query
 from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
@@ -71,12 +71,11 @@ def main() -> None:
             image_queries = [
                 load_image(p)[0] for p in rng.sample(image_paths, min(args.queries // 2, len(image_paths)))
             ]
-            retrievers: dict[str, DenseRetriever] = {"encoder": DenseRetriever(ws, store, vectors, encoder)}
-            trained = load_gnn(settings, encoder, required=False)
-            if trained is not None:  # the graph modes, when this workspace has a trained GNN
-                t0 = time.perf_counter()
-                retrievers["full"] = GraphRetriever(ws, store, vectors, encoder, trained, mode="full")
-                state_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            table = RecordTable.build(store, vectors)
+            state_s = time.perf_counter() - t0
+            retrievers = {mode: RecordRetriever(ws, store, vectors, encoder, mode=mode, table=table)
+                          for mode in ("encoder", "gnn", "full")}
             timings: dict[str, dict[str, list[float]]] = {}
             for mode, retriever in retrievers.items():
                 retriever.search(Query(text="warm-up"), k=10)
@@ -100,8 +99,7 @@ def main() -> None:
         f"= {report.new_images / ingest_s:.1f} images/s (end to end, cold feature cache unless run before)"
     )
     print("graph: " + ", ".join(f"{k} {v}" for k, v in {**nodes, **edges}.items()))
-    if "full" in timings:
-        print(f"full mode: refined graph state (GNN pass, walk matrix, similarity neighbourhoods) in {state_s:.1f} s")
+    print(f"record table (records, their images, texts, entities, BM25 index) built in {state_s:.1f} s")
     print("search latency, single query, k=10, encoder loaded, includes query encoding and explanation:")
     for mode, by_key in timings.items():
         for key, samples in by_key.items():

@@ -159,31 +159,18 @@ def _where(pairs: list[str] | None) -> dict[str, str] | None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from mmkg.collection import open_collection
-    from mmkg.retrieval.graph_retriever import open_graph_retriever
+    from mmkg.retrieval.record_search import open_retriever
 
     settings = _settings(args)
     query = _query(args, settings)
     with open_collection(settings, read_only=True) as col:
-        retriever = open_graph_retriever(settings, col.store, col.vectors, col.encoder, mode=args.mode)
+        retriever = open_retriever(settings, col.store, col.vectors, col.encoder, mode=args.mode)
         explanation = retriever.explain(query, args.result_id)
     if args.json:
         _print_json(explanation.to_json())
     else:
         lines = explanation.lines()
         print("\n".join(lines) if lines else f"no path within the search's hops joins the query to {args.result_id}")
-    return 0
-
-
-def cmd_train_gnn(args: argparse.Namespace) -> int:
-    from mmkg.encoders.factory import create_encoder
-    from mmkg.gnn.train import train_gnn
-
-    settings = _settings(args)
-    summary = train_gnn(_existing_dir(args.data), settings, create_encoder(settings))
-    if args.json:
-        _print_json(_jsonable(summary))
-    else:
-        print(f"trained the GNN: {json.dumps(summary, default=str)}")
     return 0
 
 
@@ -336,10 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--if-missing", action="store_true", help="do nothing when heads are already trained")
     enc.add_argument("--json", action="store_true")
     enc.set_defaults(func=cmd_train_encoder)
-    gnn = train_sub.add_parser("gnn", parents=[common], help="train the GNN that refines the encoder's vectors")
-    gnn.add_argument("--data", required=True, help="a Flickr-layout training folder")
-    gnn.add_argument("--json", action="store_true")
-    gnn.set_defaults(func=cmd_train_gnn)
 
     ing = sub.add_parser("ingest", parents=[common], help="ingest a collection into the workspace")
     ing.add_argument("path", help="a collection folder or a catalog CSV")
@@ -361,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--image", help="an image file to search with")
     srch.add_argument("--target", choices=["images", "texts"], default="images")
     srch.add_argument("-k", type=int, default=10)
-    srch.add_argument("--mode", choices=["encoder", "gnn", "full"], help="default: full when a GNN is trained")
+    srch.add_argument("--mode", choices=["full", "gnn", "encoder"],
+                      help="full (default): every signal; gnn: graph-refined vectors alone; encoder: the encoder alone")
     srch.add_argument("--where", action="append", metavar="KEY=VALUE", help="keep hits with this attribute/entity")
     srch.add_argument("--json", action="store_true")
     srch.set_defaults(func=cmd_search)
@@ -370,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("text", nargs="?", help="the query text")
     exp.add_argument("result_id", help="a result's id, as `mmkg search --json` prints it")
     exp.add_argument("--image", help="an image file as the query")
-    exp.add_argument("--mode", choices=["encoder", "gnn", "full"])
+    exp.add_argument("--mode", choices=["full", "gnn", "encoder"])
     exp.add_argument("--json", action="store_true")
     exp.set_defaults(func=cmd_explain)
 

@@ -277,3 +277,10 @@ class RecordRetriever(Retriever):
 
 def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def open_retriever(settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder,
+                   mode: str | None = None) -> RecordRetriever:
+    """The retriever `mmkg search/explain`, the API and the explorer use, in mode `full` (default), `gnn` or
+    `encoder`."""
+    return RecordRetriever(settings, store, vectors, encoder, mode=mode or "full")

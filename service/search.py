@@ -1,7 +1,7 @@
 """The one search path that `mmkg search` and the HTTP API share, so both return the same hit objects.
 
 No FastAPI here: the CLI imports this module. `Searcher.search` is a thin adapter over the graph
-retriever (`open_graph_retriever(...).search(...)` and `Hit.to_json()`); a new ranker is plugged in
+retriever (`open_retriever(...).search(...)` and `Hit.to_json()`); a new ranker is plugged in
 here, once, for both callers.
 """
 
@@ -33,12 +33,12 @@ class Searcher:
         self._hit_maker: Any = None
 
     def retriever(self, mode: str | None = None) -> Any:
-        from mmkg.retrieval.graph_retriever import open_graph_retriever
+        from mmkg.retrieval.record_search import open_retriever
 
         with self._lock:
             if mode not in self._retrievers:
                 col = self.collection
-                self._retrievers[mode] = open_graph_retriever(col.settings, col.store, col.vectors, col.encoder, mode)
+                self._retrievers[mode] = open_retriever(col.settings, col.store, col.vectors, col.encoder, mode)
             return self._retrievers[mode]
 
     def search(

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 DENSE = "dense"
 """The dense retriever (encoder neighbours, shared-entity explanations): used where graph retrieval is absent."""
 GRAPH_MODES = ("full", "gnn", "encoder")
-"""The graph retriever's modes, best first: `full` and `gnn` need a trained GNN (`mmkg train gnn`)."""
+"""The ranking engine's modes, best first (retrieval/record_search.py)."""
 
 
 def open_read_store(settings: Settings) -> GraphStore:
