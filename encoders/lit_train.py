@@ -14,9 +14,9 @@ With those, the model gets a multilingual text head on multilingual-e5-small (`m
    aside; heads are trained on the rest with a symmetric InfoNCE loss. Each step takes a batch of
    distinct images, one random caption of each, and a random view (plain or horizontally flipped)
    of each image. Each text head has its own loss over the captions it embeds (MiniLM: Latin-script
-   captions; e5: all captions, so that it learns English too and carries it to languages it has
-   no captions for), and the losses are summed. The epoch with the best holdout rsum (summed over
-   the caption files, each caption embedded as the encoder will embed it) is kept.
+   captions; e5: the others, or all of them with ``ml_all_captions``), and the losses are summed.
+   The epoch with the best holdout rsum (summed over the caption files, each caption embedded as
+   the encoder will embed it) is kept.
 3. Save heads + config atomically to ``<home>/models/lit`` (`mmkg.encoders.lit.save_lit_model`).
 4. If ``dev_dir`` is given, report the retrieval metrics on it (reporting only, never selection).
 """
@@ -89,11 +89,12 @@ DEFAULTS: dict[str, Any] = {
     "eval_every": 2,
     "seed": 0,
     "multilingual": None,
-    "ml_all_captions": True,
+    "ml_all_captions": False,
 }
 """Head-training hyperparameters; `train_lit(..., **hyperparams)` overrides any of them.
 ``multilingual``: train the e5 text head (None: when the folder has ``captions.<lang>.jsonl``).
-``ml_all_captions``: the e5 head also learns from Latin-script captions (else only from other scripts)."""
+``ml_all_captions``: the e5 head also learns from Latin-script captions (else only from other scripts; e5's
+own cross-lingual alignment carries what it learns from Chinese to other languages)."""
 
 BASE_CAPTIONS = "captions.jsonl"
 
