@@ -14,7 +14,7 @@ With those, the model gets a multilingual text head on multilingual-e5-small (`m
    aside; heads are trained on the rest with a symmetric InfoNCE loss. Each step takes a batch of
    distinct images, one random caption of each, and a random view (plain or horizontally flipped)
    of each image. Each text head has its own loss over the captions it embeds (MiniLM: Latin-script
-   captions; e5: the others, or all of them with ``ml_all_captions``), and the losses are summed.
+   captions; e5: the others, plus ``ml_latin_captions`` Latin ones an image), and the losses are summed.
    The epoch with the best holdout rsum (summed over the caption files, each caption embedded as
    the encoder will embed it) is kept.
 3. Save heads + config atomically to ``<home>/models/lit`` (`mmkg.encoders.lit.save_lit_model`).
@@ -56,6 +56,7 @@ from mmkg.encoders.lit import (
     TOWER_FEATURES,
     LitHeads,
     embed_texts_routed,
+    is_latin_text,
     lit_model_dir,
     model_routing,
     save_lit_model,
@@ -89,12 +90,12 @@ DEFAULTS: dict[str, Any] = {
     "eval_every": 2,
     "seed": 0,
     "multilingual": None,
-    "ml_all_captions": False,
+    "ml_latin_captions": 0,
 }
 """Head-training hyperparameters; `train_lit(..., **hyperparams)` overrides any of them.
 ``multilingual``: train the e5 text head (None: when the folder has ``captions.<lang>.jsonl``).
-``ml_all_captions``: the e5 head also learns from Latin-script captions (else only from other scripts; e5's
-own cross-lingual alignment carries what it learns from Chinese to other languages)."""
+``ml_latin_captions``: the e5 head also learns from the first N Latin-script captions of each image (0: only
+from other scripts; e5's own cross-lingual alignment carries what it learns to languages without captions)."""
 
 BASE_CAPTIONS = "captions.jsonl"
 
@@ -332,7 +333,8 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
     for name in extra_names if multilingual else []:
         caption_sets[name] = aligned_captions(data_dir, name, [pairs.paths[i] for i in ok])
     routing = DEFAULT_ROUTING if multilingual else {"latin": [TEXT], "other": [TEXT]}
-    tables = _caption_tables(caption_sets, routing, multilingual and bool(hp["ml_all_captions"]), settings, progress)
+    ml_latin = int(hp["ml_latin_captions"]) if multilingual else 0
+    tables = _caption_tables(caption_sets, routing, ml_latin, settings, progress)
     t_features = time.perf_counter() - t_start
 
     image_keys = [str(pairs.paths[i].name) for i in ok]
@@ -529,20 +531,22 @@ class CaptionTable:
 def _caption_tables(
     caption_sets: dict[str, list[list[str]]],
     routing: dict[str, list[str]],
-    ml_all: bool,
+    ml_latin: int,
     settings: Settings,
     progress: bool,
 ) -> dict[str, CaptionTable]:
-    """Each text head's captions (the routing's, plus every caption for e5 when `ml_all`), with features."""
+    """Each text head's captions (the routing's, plus `ml_latin` Latin ones an image for e5), with features."""
     n_images = len(next(iter(caption_sets.values())))
     per_head: dict[str, list[list[str]]] = {}
+    latin_to_ml = np.zeros(n_images, dtype=np.int64)
     for caps_per_image in caption_sets.values():
         for j, caps in enumerate(caps_per_image):
             for caption in caps:
                 heads = set(text_towers(caption, routing))
-                if ml_all:
+                if TEXT_ML not in heads and latin_to_ml[j] < ml_latin and is_latin_text(caption):
                     heads.add(TEXT_ML)
-                for head in heads:
+                    latin_to_ml[j] += 1
+                for head in sorted(heads):
                     if head not in per_head:
                         per_head[head] = [[] for _ in range(n_images)]
                     per_head[head][j].append(caption)

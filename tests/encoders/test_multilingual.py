@@ -157,6 +157,13 @@ def test_evaluate_per_captions_file(trained: tuple[Settings, dict[str, Any]], tm
     assert en["t2i_R@5"] > 60 and zh["t2i_R@5"] > 60
 
 
+def test_e5_head_can_also_learn_from_some_english_captions(tmp_path: Path) -> None:
+    settings = Settings.load(home=tmp_path / "ws", encoder="lit")
+    summary = train_lit(FLICKR_TRAIN, settings, **{**FAST, "max_images": 12, "epochs": 1, "ml_latin_captions": 1})
+    # All 60 Chinese captions, plus the first English caption of each of the 12 images.
+    assert summary["captions_by_head"] == {TEXT: 60, TEXT_ML: 72}
+
+
 def test_an_old_single_tower_model_still_loads(tmp_path: Path) -> None:
     settings = Settings.load(home=tmp_path / "ws", encoder="lit")
     train_lit(FLICKR_TRAIN, settings, **{**FAST, "max_images": 12, "epochs": 1, "multilingual": False})
