@@ -51,10 +51,13 @@ def ranking_path(settings: Settings) -> Path:
 
 def open_table(settings: Settings, store: GraphStore, vectors: Vectors, encoder: Encoder, cache: bool = True
                ) -> RecordTable:
-    """The workspace's record table, cached on disk per state of the graph (node/edge counts) and encoder."""
+    """The workspace's record table, cached on disk per state of the graph: its revision (bumped by every write,
+    an edit that keeps the counts included), node and edge counts, and the encoder."""
     nodes, edges = store.counts()
+    revision = Workspace(Path(settings.home)).revision()
     key = hashlib.sha256(json.dumps({"v": TABLE_VERSION, "enc": encoder.fingerprint, "n": nodes, "e": edges,
-                                     "vec": [len(i) for i in vectors]}, sort_keys=True).encode()).hexdigest()[:24]
+                                     "rev": revision, "vec": [len(i) for i in vectors]},
+                                    sort_keys=True).encode()).hexdigest()[:24]
     path = Workspace(Path(settings.home)).index_dir / "records.pkl"
     if cache and path.is_file():
         try:

@@ -12,9 +12,13 @@ echo "== training the lit encoder's heads on $data/flickr8k/train (once; kept in
 $mmkg train encoder --data "$data/flickr8k/train" --if-missing
 echo "== ingesting $data/fashion"
 $mmkg ingest "$data/fashion"
-echo "== mmkg search \"white sports shoes for men\" -k 10"
-$mmkg search "white sports shoes for men" -k 10
-echo "== mmkg search --image $data/fashion/images/10003.jpg --target texts -k 5"
-$mmkg search --image "$data/fashion/images/10003.jpg" --target texts -k 5
+for q in "white sports shoes for men" "black leather belt" "pink top for women"; do
+  echo "== mmkg search \"$q\" -k 5"
+  $mmkg search "$q" -k 5
+done
+echo "== mmkg search --image $data/fashion/images/10003.jpg -k 5   (a photo of a product: similar products)"
+$mmkg search --image "$data/fashion/images/10003.jpg" -k 5
+echo "== shopper queries: precision@10 from the stated attributes, every system on this workspace"
+.venv/bin/python benchmarks/shopper_queries.py
 echo "== mmkg stats"
 $mmkg stats

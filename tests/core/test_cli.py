@@ -87,9 +87,11 @@ def test_ingest_search_stats_and_idempotence(
         assert set(hit) >= {"id", "score", "kind", "path", "attributes", "explanation"}
     scores = [h["score"] for h in t2i["results"]]
     assert scores == sorted(scores, reverse=True)
-    # The query names attribute values the catalog holds, so some hit shares an entity with it and says so.
+    # The query names attribute values the catalog holds, so some hit shares an entity with it and says so:
+    # its explanation lists the signals that scored it first, then the paths that start at the query.
     explained = [h for h in t2i["results"] if h["explanation"]["shared_entities"]]
-    assert explained and all(h["explanation"]["text"][0].startswith("query") for h in explained)
+    assert explained and all(h["explanation"]["text"][0].startswith("signals:") for h in explained)
+    assert all(any(line.startswith("query") for line in h["explanation"]["text"]) for h in explained)
 
     image = next(catalog.glob("images/*.jpg"))
     i2t = run_json(capsys, "search", "--image", str(image), "--target", "texts", "-k", "3", "--home", str(home))

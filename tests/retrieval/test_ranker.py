@@ -123,14 +123,17 @@ def test_search_returns_records_once_with_their_signals(catalog: tuple) -> None:
     assert len(records) == len(set(records)) and len({h.id for h in hits}) == len(hits)
     top = hits[0]
     assert top.kind == "image" and top.title and top.explanation.signals
-    assert set(top.explanation.signals) <= {"lexical", "text", "image", "attribute", "graph_entity", "graph_image",
-                                            "graph_text"}
+    assert set(top.explanation.signals) <= {"lexical", "text", "image", "attribute", "gnn", "graph_entity",
+                                            "graph_image", "graph_text"}
     assert abs(sum(top.explanation.signals.values()) - top.score) < 1e-3
     texts = retriever.search(Query(text="white shoes for men"), k=5, target="texts")
     assert all(h.kind == "text" and h.text for h in texts) and len({h.text for h in texts}) == len(texts)
     encoder_only = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, mode="encoder",
                                    table=gallery.table).search(Query(text="white shoes for men"), k=3)
     assert all(set(h.explanation.signals) == {"image"} for h in encoder_only)
+    gnn_only = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, mode="gnn",
+                               table=gallery.table).search(Query(text="white shoes for men"), k=3)
+    assert all(set(h.explanation.signals) == {"gnn"} for h in gnn_only)
 
 
 def test_filters_keep_only_records_that_state_the_value(catalog: tuple) -> None:
