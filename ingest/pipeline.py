@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations, islice
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGE_SIDE = 1024
 """Decoded images are shrunk to this before encoding: encoders need far less, memory stays bounded."""
+TAG_THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
+TAG_PRECISION = 0.5
+"""A zero-shot tag is written only at scores where, on this collection, tags are right at least this often."""
+TAG_MIN_CHECKED = 50
+"""Fewer checkable tags than this at a threshold: too few to trust its precision."""
 MAX_COOCCURRING = 30
 """Entities per record that take part in co-occurrence (attributes first): bounds pairs per record."""
 
@@ -490,20 +495,51 @@ class Ingestor:
             return 0
         vocab_vecs = self.vectors.entities.get(vocab)
         k = min(self.settings.tag_top_k, len(vocab))
-        written = 0
+        proposed: list[tuple[str, str, float]] = []
         for chunk in tqdm(list(_batched(iter(image_ids), 2048)), desc="tag images", disable=not progress):
             sims = self.vectors.images.get(chunk) @ vocab_vecs.T
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            edges = [
-                Edge(iid, vocab[j], Rel.DEPICTS, {"score": round(float(sims[row, j]), 4), "source": "tag"})
-                for row, iid in enumerate(chunk)
-                for j in top[row]
-                if sims[row, j] >= self.settings.tag_min_score
-            ]
-            self.store.upsert_edges(edges)
-            kept.update(e.key for e in edges)
-            written += len(edges)
-        return written
+            proposed += [(iid, vocab[j], float(sims[row, j])) for row, iid in enumerate(chunk) for j in top[row]
+                         if sims[row, j] >= self.settings.tag_min_score]
+        threshold = self.calibrate_tags(proposed)
+        edges = [Edge(iid, eid, Rel.DEPICTS, {"score": round(score, 4), "source": "tag"})
+                 for iid, eid, score in proposed if threshold is not None and score >= threshold]
+        for chunk_edges in _batched(iter(edges), 5000):
+            self.store.upsert_edges(chunk_edges)
+        kept.update(e.key for e in edges)
+        return len(edges)
+
+    def calibrate_tags(self, proposed: Sequence[tuple[str, str, float]]) -> float | None:
+        """The lowest score at which a zero-shot tag is right at least TAG_PRECISION of the time, None when no
+        score is (then no tag is written). Ground truth: a tag is right when a text of the image's own record
+        mentions the tagged entity; only images whose record has a text are checked. Saved in the workspace."""
+        record_of: dict[str, list[str]] = defaultdict(list)  # image -> its records
+        texts_of: dict[str, list[str]] = defaultdict(list)  # record -> its texts
+        for edge in self.store.iter_edges(Rel.HAS):
+            if edge.dst.startswith("img:"):
+                record_of[edge.dst].append(edge.src)
+            else:
+                texts_of[edge.src].append(edge.dst)
+        mentions: dict[str, set[str]] = defaultdict(set)
+        for edge in self.store.iter_edges(Rel.MENTIONS):
+            mentions[edge.src].add(edge.dst)
+        checked: list[tuple[float, bool]] = []
+        for iid, eid, score in proposed:
+            texts = [t for r in record_of.get(iid, ()) for t in texts_of.get(r, ())]
+            if texts:
+                checked.append((score, any(eid in mentions.get(t, ()) for t in texts)))
+        chosen: float | None = None
+        table = []
+        for t in TAG_THRESHOLDS:
+            kept = [ok for s, ok in checked if s >= t]
+            precision = sum(kept) / len(kept) if kept else 0.0
+            table.append({"threshold": t, "checked": len(kept), "precision": round(precision, 3)})
+            if chosen is None and len(kept) >= TAG_MIN_CHECKED and precision >= TAG_PRECISION:
+                chosen = t
+        atomic_write_json(Workspace(self.settings.home).root / "tag_calibration.json",
+                          {"threshold": chosen, "target_precision": TAG_PRECISION, "table": table})
+        log.info("zero-shot tags: threshold %s (precision table %s)", chosen, table)
+        return chosen
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Search over records: `Retriever.search` on the one ranking engine, with explanations that tell the truth.
 
 A hit is a record (a product, a case, a photo with its captions) shown through its best item of the target
-kind (its image for `images`, its best-matching text for `texts`); a record whose image or text is
-identical to one already listed is skipped. Each hit lists the signals that scored it with their
+kind (its image for `images`, its best-matching text for `texts`); a record whose image, or whose name (or
+shown text), is identical to one already listed is skipped. Each hit lists the signals that scored it with their
 contributions (weight x standardised score), and the paths behind the contributing ones:
 
 * attribute: `query mentions *white* <-DEPICTS- image *10003.jpg*` (a predicted tag says so);
@@ -111,10 +111,10 @@ class RecordRetriever(Retriever):
         shown: set[str] = set()
         for row in order:
             hit = self._hit(int(row), qs, scored, target)
-            key = hit.id if target == "images" else (hit.text or hit.id)
-            if key in shown:
+            keys = {hit.id, " ".join((hit.title or hit.text or hit.id).casefold().split())}
+            if keys & shown:  # the same image, or a record that reads the same, is shown once
                 continue
-            shown.add(key)
+            shown |= keys
             hit.explanation = self.explain_row(int(row), qs, scored, weights, entities)
             hits.append(hit)
             if len(hits) == k:
