@@ -38,8 +38,6 @@ __all__ = [
     "image_text_retrieval",
 ]
 
-_BLOCK_ELEMENTS = 8_000_000
-"""Upper bound on the booleans materialised at once (query chunk x relevant slots x candidates)."""
 
 
 def _check(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +64,8 @@ def relevant_ranks(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray
 
     Returns ``(ranks, counts)``: ``ranks`` has shape (queries, max #relevant), padded with the number
     of candidates (a rank no real item has); ``counts[q]`` is how many relevant candidates query q has.
-    Tie-breaking is the pessimistic order described in the module docstring.
+    Tie-breaking is the pessimistic order described in the module docstring: one stable sort per query
+    by (score descending, non-relevant before relevant, index), whose positions are the ranks.
     """
     s, r = _check(scores, relevant)
     n_q, n_c = s.shape
@@ -75,25 +74,10 @@ def relevant_ranks(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray
     ranks = np.full((n_q, m), n_c, dtype=np.int64)
     if n_q == 0 or m == 0:
         return ranks, counts
-    # Column indices of each query's relevant candidates (index order), padded by repetition.
-    rel_idx = np.argsort(~r, axis=1, kind="stable")[:, :m]
-    valid = np.arange(m)[None, :] < counts[:, None]
-    cols = np.arange(n_c)
-    chunk = max(1, _BLOCK_ELEMENTS // max(1, m * n_c))
-    for lo in range(0, n_q, chunk):
-        hi = min(n_q, lo + chunk)
-        s_blk = s[lo:hi]  # (c, n)
-        r_blk = r[lo:hi]
-        idx_blk = rel_idx[lo:hi]  # (c, m)
-        rel_scores = np.take_along_axis(s_blk, idx_blk, axis=1)  # (c, m)
-        sc = s_blk[:, None, :]
-        rs = rel_scores[:, :, None]
-        greater = sc > rs
-        equal = sc == rs
-        ahead_equal = equal & (~r_blk[:, None, :] | (cols[None, None, :] < idx_blk[:, :, None]))
-        blk_ranks = (greater | ahead_equal).sum(axis=2)
-        ranks[lo:hi] = np.where(valid[lo:hi], blk_ranks, n_c)
-    ranks.sort(axis=1)
+    for i in range(n_q):
+        order = np.lexsort((np.arange(n_c), r[i], -s[i]))  # last key first: score desc, then relevant last
+        positions = np.flatnonzero(r[i][order])
+        ranks[i, : len(positions)] = positions
     return ranks, counts
 
 

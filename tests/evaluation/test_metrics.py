@@ -84,16 +84,6 @@ def test_ranks_match_reference_positions() -> None:
         assert (ranks[q, counts[q] :] == scores.shape[1]).all()
 
 
-def test_chunking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mmkg.evaluation.metrics as metrics
-
-    rng = np.random.default_rng(7)
-    scores, relevant = _random_case(rng, n_q=50, n_c=40, max_rel=5, levels=5)
-    full = relevant_ranks(scores, relevant)[0]
-    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", 1)  # one query per block
-    np.testing.assert_array_equal(metrics.relevant_ranks(scores, relevant)[0], full)
-
-
 def test_ties_are_pessimistic() -> None:
     # Every candidate scores the same: the relevant one goes after all the others.
     scores = np.zeros((3, 10), dtype=np.float32)
