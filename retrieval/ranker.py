@@ -75,8 +75,11 @@ class RankWeights:
 
 
 DEFAULT_TEXT = RankWeights()
-DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.5, image=1.0, attribute=0.25, gnn=0.5, graph_entity=0.5,
-                            graph_image=0.5, graph_text=0.5)
+DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.25, image=1.0, attribute=0.25, gnn=0.5, graph_entity=1.0,
+                            graph_image=0.25, graph_text=0.0, seeds=5, temperature=0.5)
+"""An image query's own modality leads (its similarity to the record's image; to its text when the record has
+no image), and the stated attributes of the few records it resembles most (graph_entity) carry the rest:
+cross-modal text similarity from an encoder trained on other photos is weak evidence on its own."""
 
 
 @dataclass(frozen=True)
