@@ -14,7 +14,7 @@ from mmkg.graph import ids
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.store import GraphStore
 from mmkg.ingest.images import load_image
-from mmkg.ingest.pipeline import Ingestor
+from mmkg.ingest.pipeline import Ingestor, tag_threshold
 from mmkg.ingest.records import Record
 from mmkg.retrieval.query_entities import QueryLinker
 from mmkg.retrieval.ranker import QuerySet, RankingConfig, RecordRanker
@@ -77,6 +77,8 @@ def image_queries(gallery: Gallery, encoder: Encoder, paths: Sequence[Path], set
     """Image queries as `mmkg search --image` prepares them: encoded, linked to their zero-shot tags."""
     images = [load_image(p, settings.max_image_bytes, settings.max_image_pixels)[0] for p in paths]
     vecs = encoder.encode_images(images) if images else np.zeros((0, encoder.dim), np.float32)
-    ents = [[(e.id, e.score) for e in gallery.linker.for_vector(v, settings.tag_top_k, settings.tag_min_score)]
+    threshold = tag_threshold(gallery.settings)  # as search does: no query tags where the collection's are untrusted
+    ents = [[] if threshold is None else [(e.id, e.score) for e in gallery.linker.for_vector(v, settings.tag_top_k,
+                                                                                           threshold)]
             for v in vecs]
     return QuerySet("image", vecs, None, ents)

@@ -536,10 +536,27 @@ class Ingestor:
             table.append({"threshold": t, "checked": len(kept), "precision": round(precision, 3)})
             if chosen is None and len(kept) >= TAG_MIN_CHECKED and precision >= TAG_PRECISION:
                 chosen = t
-        atomic_write_json(Workspace(self.settings.home).root / "tag_calibration.json",
+        atomic_write_json(tag_calibration_path(self.settings),
                           {"threshold": chosen, "target_precision": TAG_PRECISION, "table": table})
         log.info("zero-shot tags: threshold %s (precision table %s)", chosen, table)
         return chosen
+
+
+def tag_calibration_path(settings: Settings) -> Path:
+    return Workspace(Path(settings.home)).root / "tag_calibration.json"
+
+
+def tag_threshold(settings: Settings) -> float | None:
+    """The score above which zero-shot tags are trusted in this workspace: its calibrated threshold (None: no
+    score is; then an image query gets no tags either), or the configured minimum before any calibration."""
+    path = tag_calibration_path(settings)
+    if not path.is_file():
+        return settings.tag_min_score
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("threshold")
+    except (OSError, ValueError, AttributeError):
+        return settings.tag_min_score
+    return None if value is None else max(float(value), settings.tag_min_score)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
 from mmkg.graph import ids as graph_ids
 from mmkg.graph.store import GraphStore
+from mmkg.ingest.pipeline import tag_threshold
 from mmkg.retrieval.query_entities import QueryEntity, QueryLinker
 from mmkg.retrieval.ranker import GRAPH_SIGNALS, SIGNALS, QuerySet, RankingConfig, RankWeights, RecordRanker, Scored
 from mmkg.retrieval.records import RecordTable
@@ -137,7 +138,8 @@ class RecordRetriever(Retriever):
             return QuerySet("text", vec, [query.text], [[(e.id, e.score) for e in entities]]), entities
         assert query.image is not None
         vec = self.encoder.encode_images([query.image])
-        entities = self.linker.for_vector(vec[0], self.settings.tag_top_k, self.settings.tag_min_score)
+        threshold = tag_threshold(self.settings)  # an image query's tags are trusted no more than the collection's
+        entities = [] if threshold is None else self.linker.for_vector(vec[0], self.settings.tag_top_k, threshold)
         return QuerySet("image", vec, None, [[(e.id, e.score) for e in entities]]), entities
 
     def weights(self, kind: str, target: str) -> RankWeights:

@@ -8,7 +8,10 @@ from pathlib import Path
 from mmkg.collection import open_collection
 from mmkg.graph.schema import Rel
 from mmkg.ingest.detect import open_source
-from mmkg.ingest.pipeline import TAG_PRECISION, Ingestor
+from mmkg.ingest.images import load_image
+from mmkg.ingest.pipeline import TAG_PRECISION, Ingestor, tag_threshold
+from mmkg.retrieval.record_search import open_retriever
+from mmkg.retrieval.search import Query
 from mmkg.settings import Settings
 
 
@@ -39,4 +42,8 @@ def test_a_catalog_whose_tags_are_wrong_gets_none(home: Path, fashion_subset, tm
         Ingestor(settings, col.store, col.vectors, col.encoder).run(source.records(), source.name, progress=False)
         tags = [e for e in col.store.iter_edges(Rel.DEPICTS) if e.props.get("source") == "tag"]
     calibration = json.loads((home / "tag_calibration.json").read_text(encoding="utf-8"))
-    assert calibration["threshold"] is None and tags == []
+    assert calibration["threshold"] is None and tags == [] and tag_threshold(settings) is None
+    with open_collection(settings, read_only=True) as col:  # nor does an image query get tags here
+        image = load_image(next((tmp_path / "fashion" / "images").glob("*.jpg")))[0]
+        _, entities = open_retriever(settings, col.store, col.vectors, col.encoder).prepare(Query(image=image))
+    assert entities == []
