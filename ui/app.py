@@ -150,8 +150,8 @@ def render_sidebar(settings: Settings, backend: Backend) -> logic.SearchRequest 
                 modes,
                 key="mode",
                 bind="query-params",
-                help="full: GNN-refined seeds expanded through the graph; gnn: refined vectors only; "
-                "encoder: the encoder's nearest neighbours.",
+                help="full: every signal (words, texts, images, attributes, graph); gnn: graph-refined vectors "
+                "only; encoder: the encoder's vector only.",
             )
         st.divider()
         st.caption(f"**Store:** {logic.inline_code(backend.describe_store())}")

@@ -55,6 +55,8 @@ class Backend:
         self.settings = settings
         self._store = store
         self._retrievers: dict[str, Retriever] = dict(retrievers or {})
+        self._given_modes = list(retrievers) if retrievers else None
+        """Modes of retrievers handed in (tests); else every mode of the ranking engine, whichever were built."""
         self._store_opener = store_opener
         self._lock = threading.RLock()
         self._parts: tuple[object, object] | None = None
@@ -71,9 +73,7 @@ class Backend:
         return f"memory (embedded) at {Workspace(self.home).graph_dir}"
 
     def modes(self) -> list[str]:
-        if self._retrievers:
-            return list(self._retrievers)
-        return available_modes(self.settings)
+        return self._given_modes or available_modes(self.settings)
 
     # --- the store -----------------------------------------------------------------------
 
