@@ -237,8 +237,10 @@ def cmd_neo4j(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "start":
-        # SIGTERM as Ctrl-C: a start stopped half-way leaves no server behind (start() cleans up on it).
+        # SIGTERM as Ctrl-C: a start stopped half-way leaves no server behind (start() cleans up on it); SIGINT
+        # too, even when inherited as ignored (started in the background or under nohup).
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print("starting Neo4j (the first start builds the launcher with Maven: a minute or two)", file=sys.stderr)
         info = neo4j_server.start(settings, port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None)
         out: Any = info if isinstance(info, dict) else getattr(info, "__dict__", str(info))
@@ -266,9 +268,9 @@ def _neo4j_foreground(settings: Settings, info: Any) -> int:
 
     from mmkg.graph import neo4j_server
 
-    _print_json(info)
-    sys.stdout.flush()
-    try:
+    try:  # a signal that lands while the info is still being printed must stop the server too
+        _print_json(info)
+        sys.stdout.flush()
         while neo4j_server.status(settings).get("running"):
             time.sleep(1.0)
         print("mmkg: the Neo4j server exited", file=sys.stderr)

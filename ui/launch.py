@@ -130,11 +130,14 @@ def run(settings: Settings, port: int = DEFAULT_PORT, address: str = "127.0.0.1"
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops us as Ctrl-C does
+    # SIGTERM stops us as Ctrl-C does, and so does SIGINT even when it was inherited as ignored (a process
+    # started in the background by a shell, or under nohup, ignores it unless it says otherwise).
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return proc.wait()
     except KeyboardInterrupt:
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop_group(proc)
