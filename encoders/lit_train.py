@@ -286,7 +286,7 @@ def contrastive_loss(
     return 0.5 * (t2i + i2t)
 
 
-def _holdout_split(keys: Sequence[str], holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(keys: Sequence[str], holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed slice of the training images for model selection, chosen by hashing (order-free)."""
     n = len(keys)
     holdout = min(holdout, n // 5)
@@ -338,7 +338,7 @@ def train_lit(data_dir: Path, settings: Settings, **hyperparams: Any) -> dict[st
     t_features = time.perf_counter() - t_start
 
     image_keys = [str(pairs.paths[i].name) for i in ok]
-    fit, ho = _holdout_split(image_keys, int(hp["holdout"]), int(hp["seed"]))
+    fit, ho = holdout_split(image_keys, int(hp["holdout"]), int(hp["seed"]))
     if ho.size == 0:
         fit = np.arange(len(ok))
     arch = {
