@@ -22,13 +22,13 @@ from pathlib import Path
 
 from mmkg.encoders.factory import create_encoder
 from mmkg.graph.memory import MemoryGraphStore
+from mmkg.index.vectors import Vectors
 from mmkg.ingest.detect import open_source
 from mmkg.ingest.images import load_image
 from mmkg.ingest.pipeline import Ingestor
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.records import RecordTable
 from mmkg.retrieval.search import Query
-from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
 

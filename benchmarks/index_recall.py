@@ -22,7 +22,7 @@ import time
 import faiss
 import numpy as np
 
-from mmkg.retrieval.faiss_index import FaissIndex, configure_threads
+from mmkg.index.faiss_index import FaissIndex, configure_threads
 
 DIM = 256
 K = 10

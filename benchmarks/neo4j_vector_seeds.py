@@ -40,9 +40,9 @@ from neo4j import GraphDatabase
 from mmkg.graph import neo4j_server
 from mmkg.graph.neo4j_store import Neo4jGraphStore
 from mmkg.graph.schema import Label, Node
-from mmkg.retrieval.faiss_index import FaissIndex
-from mmkg.retrieval.index import VectorIndex
-from mmkg.retrieval.neo4j_index import Neo4jVectorIndex, names
+from mmkg.index.base import VectorIndex
+from mmkg.index.faiss_index import FaissIndex
+from mmkg.index.neo4j_index import Neo4jVectorIndex, names
 from mmkg.settings import Settings
 
 DIM = 256

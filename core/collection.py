@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from mmkg.encoders.base import Encoder
 from mmkg.graph.store import GraphStore
-from mmkg.retrieval.vectors import Vectors
+from mmkg.index.vectors import Vectors
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
 

@@ -13,13 +13,13 @@ from mmkg.errors import UserInputError
 from mmkg.graph import ids
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.store import GraphStore
+from mmkg.index.vectors import Vectors
 from mmkg.ingest.images import load_image
 from mmkg.ingest.pipeline import Ingestor, tag_threshold
 from mmkg.ingest.records import Record
 from mmkg.retrieval.query_entities import QueryLinker
 from mmkg.retrieval.ranker import QuerySet, RankingConfig, RecordRanker
 from mmkg.retrieval.records import RecordTable
-from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
 

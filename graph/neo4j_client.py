@@ -1,7 +1,7 @@
 """What every Neo4j-backed component shares: opening a driver, turning "the server is not there"
 into one clear StoreUnavailableError, and running managed transactions on a closed-aware client.
 
-`Neo4jGraphStore` (graph/neo4j_store.py) and `Neo4jVectorIndex` (retrieval/neo4j_index.py) are
+`Neo4jGraphStore` (graph/neo4j_store.py) and `Neo4jVectorIndex` (index/neo4j_index.py) are
 both `Neo4jClient`s, so a refused connection or a bad password reads the same from either.
 """
 

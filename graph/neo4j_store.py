@@ -118,7 +118,7 @@ def _encode(props: Props, *, merge: bool, reserved: frozenset[str]) -> dict[str,
 
 
 VECTOR_PREFIX = "mmkg_vec_"
-"""Vectors a Neo4j vector index keeps on nodes (retrieval/neo4j_index.py): never part of `Node.props`."""
+"""Vectors a Neo4j vector index keeps on nodes (index/neo4j_index.py): never part of `Node.props`."""
 
 
 def _node_props(var: str) -> str:

@@ -35,11 +35,11 @@ from mmkg.errors import BadImageError, UserInputError
 from mmkg.graph import ids
 from mmkg.graph.schema import Edge, Label, Node, Rel
 from mmkg.graph.store import GraphStore
+from mmkg.index.base import VectorIndex
+from mmkg.index.vectors import Vectors
 from mmkg.ingest.entities import Entity, attribute_entities, extract_entities
 from mmkg.ingest.images import load_image, read_image_bytes
 from mmkg.ingest.records import Record, Skip
-from mmkg.retrieval.index import VectorIndex
-from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_json
 

@@ -10,8 +10,8 @@ import numpy as np
 from mmkg.graph import ids
 from mmkg.graph.schema import Label
 from mmkg.graph.store import GraphStore
+from mmkg.index.base import VectorIndex
 from mmkg.ingest.entities import extract_entities
-from mmkg.retrieval.index import VectorIndex
 
 MAX_NGRAM = 4
 

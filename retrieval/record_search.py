@@ -29,12 +29,12 @@ from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
 from mmkg.graph import ids as graph_ids
 from mmkg.graph.store import GraphStore
+from mmkg.index.vectors import Vectors
 from mmkg.ingest.pipeline import tag_threshold
 from mmkg.retrieval.query_entities import QueryEntity, QueryLinker
 from mmkg.retrieval.ranker import GRAPH_SIGNALS, SIGNALS, QuerySet, RankingConfig, RankWeights, RecordRanker, Scored
 from mmkg.retrieval.records import RecordTable
 from mmkg.retrieval.search import Explanation, Hit, Query, Retriever, Step, Target
-from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_bytes
 

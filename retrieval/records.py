@@ -19,8 +19,8 @@ import scipy.sparse as sp
 
 from mmkg.graph.schema import Label, Rel
 from mmkg.graph.store import GraphStore
+from mmkg.index.vectors import Vectors
 from mmkg.retrieval.lexical import Bm25Index
-from mmkg.retrieval.vectors import Vectors
 
 log = logging.getLogger(__name__)
 

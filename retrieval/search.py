@@ -14,8 +14,8 @@ from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
 from mmkg.graph.schema import Label, Node, Rel
 from mmkg.graph.store import GraphStore
+from mmkg.index.vectors import Vectors
 from mmkg.retrieval.query_entities import QueryEntity, QueryLinker
-from mmkg.retrieval.vectors import Vectors
 from mmkg.settings import Settings
 
 Target = Literal["images", "texts"]

@@ -102,7 +102,7 @@ class Backend:
     def _encoder_and_vectors(self) -> tuple[object, object]:
         if self._parts is None:
             from mmkg.encoders.factory import create_encoder
-            from mmkg.retrieval.vectors import Vectors
+            from mmkg.index.vectors import Vectors
 
             encoder = create_encoder(self.settings)
             vectors = Vectors.open(self.settings, encoder.dim, encoder.fingerprint)

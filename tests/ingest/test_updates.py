@@ -19,7 +19,7 @@ import pytest
 from mmkg.cli import main
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Label, Rel
-from mmkg.retrieval.faiss_index import FaissIndex
+from mmkg.index.faiss_index import FaissIndex
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Label, Node
-from mmkg.retrieval.faiss_index import FaissIndex
+from mmkg.index.faiss_index import FaissIndex
 from mmkg.retrieval.query_entities import QueryLinker
 
 

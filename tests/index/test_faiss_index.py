@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmkg.retrieval.faiss_index import MANIFEST, FaissIndex, IndexCorruptError
-from mmkg.retrieval.index import IndexDimensionError
+from mmkg.index.base import IndexDimensionError
+from mmkg.index.faiss_index import MANIFEST, FaissIndex, IndexCorruptError
 
 DIM = 16
 

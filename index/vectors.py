@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmkg.errors import UserInputError
-from mmkg.retrieval.index import VectorIndex
+from mmkg.index.base import VectorIndex
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_json
 
@@ -39,11 +39,11 @@ class Vectors:
         check_encoder(folder, encoder_id, dim)
         if settings.seed_source == "neo4j":
             from mmkg.graph.neo4j_server import connection_settings
-            from mmkg.retrieval.neo4j_index import open_indexes
+            from mmkg.index.neo4j_index import open_indexes
 
             return cls(*open_indexes(*connection_settings(settings), KINDS, dim))
 
-        from mmkg.retrieval.faiss_index import FaissIndex
+        from mmkg.index.faiss_index import FaissIndex
 
         return cls(*(FaissIndex.open(folder / kind, dim, settings.exact_index_max) for kind in KINDS))
 

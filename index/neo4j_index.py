@@ -48,7 +48,7 @@ from neo4j.exceptions import ClientError
 from mmkg.errors import MmkgError
 from mmkg.graph.neo4j_client import Neo4jClient, chunks, open_driver
 from mmkg.graph.neo4j_store import BASE, VECTOR_PREFIX
-from mmkg.retrieval.index import IndexDimensionError, VectorIndex, unit_rows
+from mmkg.index.base import IndexDimensionError, VectorIndex, unit_rows
 
 log = logging.getLogger(__name__)
 

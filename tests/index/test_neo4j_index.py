@@ -15,9 +15,9 @@ import pytest
 
 from mmkg.graph.neo4j_store import Neo4jGraphStore
 from mmkg.graph.schema import Label, Node
-from mmkg.retrieval.faiss_index import FaissIndex
-from mmkg.retrieval.index import IndexDimensionError
-from mmkg.retrieval.neo4j_index import Neo4jVectorIndex, VectorNodeMissingError, names
+from mmkg.index.base import IndexDimensionError
+from mmkg.index.faiss_index import FaissIndex
+from mmkg.index.neo4j_index import Neo4jVectorIndex, VectorNodeMissingError, names
 from mmkg.settings import Settings
 
 pytestmark = pytest.mark.neo4j
@@ -264,7 +264,7 @@ def test_top10_parity_with_faiss(
 def test_vectors_open_returns_neo4j_indexes_with_seed_source_neo4j(
     neo4j_server: object, neo4j_store: Neo4jGraphStore, tmp_path: Path, rng: np.random.Generator
 ) -> None:
-    from mmkg.retrieval.vectors import Vectors
+    from mmkg.index.vectors import Vectors
 
     settings = Settings(
         home=tmp_path / "home",

@@ -31,7 +31,7 @@ import faiss
 import numpy as np
 
 from mmkg.errors import MmkgError
-from mmkg.retrieval.index import IndexDimensionError, VectorIndex, unit_rows
+from mmkg.index.base import IndexDimensionError, VectorIndex, unit_rows
 from mmkg.workspace import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
