@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from mmkg.encoders.lit import TEXT, TEXT_ML, lit_model_dir, load_lit_heads, model_routing
-from mmkg.encoders.lit_train import BASE_CAPTIONS, evaluate_lit_folder, extra_caption_files
 from mmkg.settings import Settings
+from mmkg.training.captions import BASE_CAPTIONS, extra_caption_files
+from mmkg.training.lit_train import evaluate_lit_folder
 
 KEYS = ("t2i_R@1", "t2i_R@5", "t2i_R@10", "i2t_R@1", "i2t_R@5", "i2t_R@10", "rsum", "n_texts", "n_images")
 

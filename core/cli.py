@@ -40,7 +40,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
     from mmkg.encoders.lit import CONFIG_NAME, lit_model_dir
-    from mmkg.encoders.lit_train import train_lit
+    from mmkg.training.lit_train import train_lit
 
     settings = _settings(args)
     if settings.encoder != "lit":

@@ -1,7 +1,7 @@
 """The `lit` backend (locked-image tuning, Zhai et al. 2022): frozen towers + trained projection heads.
 
 Images go through frozen EfficientNet-Lite0, texts through frozen all-MiniLM-L6-v2
-(`mmkg.encoders.backbones`); two small heads, trained contrastively by `mmkg.encoders.lit_train`,
+(`mmkg.encoders.backbones`); two small heads, trained contrastively by `mmkg.training.lit_train`,
 map both into one shared L2-normalised space.
 
 A multilingual model adds a third head (``text_ml``) on frozen multilingual-e5-small, trained on

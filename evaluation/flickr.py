@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from mmkg.encoders.base import Encoder
-from mmkg.encoders.lit_train import DEFAULTS as LIT_DEFAULTS
-from mmkg.encoders.lit_train import holdout_split
+from mmkg.encoders.lit_config import DEFAULTS as LIT_DEFAULTS
+from mmkg.encoders.lit_config import holdout_split
 from mmkg.errors import UserInputError
 from mmkg.evaluation.benchmark import BenchmarkResult, Direction, run_directions
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries

@@ -110,7 +110,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     """A workspace whose lit heads were trained on 64 Flickr8k train images (a smoke model, not a good one)."""
-    from mmkg.encoders.lit_train import train_lit
+    from mmkg.training.lit_train import train_lit
 
     home = tmp_path_factory.mktemp("trained-home")
     train_lit(

@@ -14,8 +14,9 @@ from mmkg.cli import main
 from mmkg.encoders.backbones import get_image_tower, get_ml_text_tower, get_text_tower
 from mmkg.encoders.factory import clear_encoder_cache, create_encoder
 from mmkg.encoders.lit import TEXT, TEXT_ML, LitEncoder, is_latin_text, lit_model_dir, text_towers
-from mmkg.encoders.lit_train import evaluate_lit_folder, read_captions_jsonl, train_lit
 from mmkg.settings import Settings
+from mmkg.training.captions import read_caption_pairs
+from mmkg.training.lit_train import evaluate_lit_folder, train_lit
 
 DATA = Path(os.environ.get("MMKG_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 FLICKR_TRAIN = DATA / "flickr8k" / "train"
@@ -52,7 +53,7 @@ def zh_collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[
     """A Flickr-layout folder whose only captions are Chinese."""
     root = tmp_path_factory.mktemp("zh-collection")
     (root / "images").mkdir()
-    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=N_IMAGES, name="captions.zh.jsonl")
+    pairs = read_caption_pairs(FLICKR_TRAIN, max_images=N_IMAGES, name="captions.zh.jsonl")
     lines, caps = [], []
     for i in COLLECTION:
         path = pairs.paths[i]
@@ -145,7 +146,7 @@ def test_evaluate_per_captions_file(trained: tuple[Settings, dict[str, Any]], tm
     root = tmp_path / "eval"
     (root / "images").mkdir(parents=True)
     for name in ("captions.jsonl", "captions.zh.jsonl"):
-        pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=16, name=name)
+        pairs = read_caption_pairs(FLICKR_TRAIN, max_images=16, name=name)
         lines = []
         for path, caps in zip(pairs.paths, pairs.captions, strict=True):
             (root / "images" / path.name).write_bytes(path.read_bytes())
@@ -204,7 +205,7 @@ def test_chinese_queries_find_a_chinese_captioned_collection(
         assert texts["results"][0]["text"] == query  # its own caption, the same vector
         assert query in raw  # --json prints CJK as it is, not as \u escapes
         images, _ = _search(capsys, home, query, "-k", "3")
-        want = read_captions_jsonl(root).paths[i].name
+        want = read_caption_pairs(root).paths[i].name
         found_t2i += any(Path(h["path"]).name == want for h in images["results"])
     # 8 images, own captions of fitted images: most queries find their image in the top 3.
     assert found_t2i >= 6, found_t2i

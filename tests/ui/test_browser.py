@@ -75,9 +75,9 @@ def _copy_catalog(dst: Path, n: int) -> list[dict[str, str]]:
 def build_workspace(root: Path) -> Settings:
     """Train small lit heads and ingest the first products of the fashion catalog (plus one broken image)."""
     from mmkg.collection import open_collection
-    from mmkg.encoders.lit_train import train_lit
     from mmkg.ingest.detect import open_source
     from mmkg.ingest.pipeline import Ingestor
+    from mmkg.training.lit_train import train_lit
 
     settings = Settings.load(home=root / "ws", store="memory", encoder="lit")
     train_lit(FLICKR_TRAIN, settings, max_images=64, epochs=2, holdout=0, hflip=False, hidden=256, progress=False)

@@ -13,10 +13,12 @@ import pytest
 from mmkg.encoders.backbones import get_image_tower, get_text_tower
 from mmkg.encoders.factory import clear_encoder_cache, create_encoder
 from mmkg.encoders.lit import LitEncoder, lit_model_dir
-from mmkg.encoders.lit_train import cached_image_features, read_captions_jsonl, train_lit
 from mmkg.errors import ModelNotReadyError, UserInputError
 from mmkg.ingest.images import load_image
 from mmkg.settings import Settings
+from mmkg.training.captions import read_caption_pairs
+from mmkg.training.features import cached_image_features
+from mmkg.training.lit_train import train_lit
 
 DATA = Path(os.environ.get("MMKG_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 FLICKR_TRAIN = DATA / "flickr8k" / "train"
@@ -43,13 +45,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[st
 
 @pytest.fixture(scope="module")
 def images() -> list[Any]:
-    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=9)
+    pairs = read_caption_pairs(FLICKR_TRAIN, max_images=9)
     return [load_image(p)[0] for p in pairs.paths]
 
 
 def test_weights_really_load_and_classify_sensibly() -> None:
     # Training image 0 shows two dogs in the snow: ImageNet classes 151-268 are dog breeds.
-    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=5)
+    pairs = read_caption_pairs(FLICKR_TRAIN, max_images=5)
     dog_images = [load_image(pairs.paths[i])[0] for i in (0, 3, 4)]
     for top in get_image_tower().classify(dog_images, top_k=5):
         assert any(151 <= idx <= 268 for idx, _ in top), top
@@ -100,7 +102,7 @@ def test_batching_invariance_and_determinism(trained: tuple[Settings, dict[str, 
     one = LitEncoder(model_dir, batch_size=1)
     many = LitEncoder(model_dir, batch_size=4)
     np.testing.assert_allclose(one.encode_images(images), many.encode_images(images), atol=1e-4)
-    texts = [c for caps in read_captions_jsonl(FLICKR_TRAIN, max_images=4).captions for c in caps]
+    texts = [c for caps in read_caption_pairs(FLICKR_TRAIN, max_images=4).captions for c in caps]
     np.testing.assert_allclose(one.encode_texts(texts), many.encode_texts(texts), atol=1e-4)
     np.testing.assert_array_equal(many.encode_texts(texts), many.encode_texts(texts))
 
@@ -109,7 +111,7 @@ def test_live_encoding_matches_cached_features(trained: tuple[Settings, dict[str
     """What training saw (cache) and what a user's query sees (live) are the same vectors."""
     settings, _ = trained
     enc = LitEncoder(lit_model_dir(settings))
-    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=len(images))
+    pairs = read_caption_pairs(FLICKR_TRAIN, max_images=len(images))
     feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=False)
     assert ok == list(range(len(images)))
     np.testing.assert_allclose(enc.project_image_features(feats["plain"]), enc.encode_images(images), atol=1e-4)
@@ -133,7 +135,7 @@ def test_new_images_are_encoded_once_per_view(trained: tuple[Settings, dict[str,
     # A fresh workspace with 3 images: 3 images x 2 views go through the backbone, then never again.
     settings = _settings(tmp_path / "ws")
     tower = get_image_tower(settings.device)
-    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=3)
+    pairs = read_caption_pairs(FLICKR_TRAIN, max_images=3)
     start = tower.items
     cached_image_features(pairs.paths, settings, ("plain", "hflip"), progress=False)
     assert tower.items - start == 6
@@ -144,7 +146,7 @@ def test_new_images_are_encoded_once_per_view(trained: tuple[Settings, dict[str,
 def test_bad_images_are_skipped_not_fatal(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
-    pairs = read_captions_jsonl(FLICKR_TRAIN, max_images=6)
+    pairs = read_caption_pairs(FLICKR_TRAIN, max_images=6)
     lines = []
     for path, caps in zip(pairs.paths, pairs.captions, strict=True):
         (data / "images" / path.name).write_bytes(path.read_bytes())
