@@ -22,6 +22,7 @@ import time
 import faiss
 import numpy as np
 
+from mmkg.index.base import VectorIndex
 from mmkg.index.faiss_index import FaissIndex, configure_threads
 
 DIM = 256
@@ -35,17 +36,17 @@ def clustered(rng: np.random.Generator, n: int, centres: np.ndarray, weights: np
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def dataset(n: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def dataset(n: int, n_queries: int, seed: int, dim: int = DIM) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     n_clusters = max(50, n // 100)
-    centres = rng.standard_normal((n_clusters, DIM), dtype=np.float32)
+    centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     weights = 1.0 / np.arange(1, n_clusters + 1) ** 0.8  # uneven cluster sizes
     weights /= weights.sum()
     return clustered(rng, n, centres, weights), clustered(rng, n_queries, centres, weights)
 
 
-def latencies_ms(index: FaissIndex, queries: np.ndarray) -> tuple[float, float]:
+def latencies_ms(index: VectorIndex, queries: np.ndarray) -> tuple[float, float]:
     for q in queries[:20]:
         index.search(q[None, :], K)
     times = []

@@ -43,4 +43,5 @@ def open_collection(
     try:
         yield Collection(settings, encoder, store, vectors)
     finally:
+        vectors.close()
         store.close()

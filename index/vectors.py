@@ -17,7 +17,7 @@ KINDS = ("images", "texts", "entities")
 
 @dataclass
 class Vectors:
-    """Indexes over image, text and entity-name vectors of one workspace (FAISS, or Neo4j's own)."""
+    """Indexes over image, text and entity-name vectors of one workspace (FAISS, Milvus, or Neo4j's own)."""
 
     images: VectorIndex
     texts: VectorIndex
@@ -30,13 +30,25 @@ class Vectors:
         for index in self:
             index.save()
 
+    def close(self) -> None:
+        """Give back server connections (Milvus, Neo4j), and stop a Milvus Lite server this process ran."""
+        for index in self:
+            close = getattr(index, "close", None)
+            if close is not None:
+                close()
+
     @classmethod
     def open(cls, settings: Settings, dim: int, encoder_id: str) -> Vectors:
         """Open (or create) the indexes; refuse vectors made by a different encoder.
 
-        With `seed_source` neo4j the vectors live on the graph nodes in Neo4j, in its vector indexes."""
+        With `seed_source` neo4j the vectors live on the graph nodes in Neo4j, in its vector indexes; with
+        milvus, in one Milvus collection per kind (Milvus Lite in the workspace unless `milvus_uri` says)."""
         folder = Workspace(settings.home).index_dir
         check_encoder(folder, encoder_id, dim)
+        if settings.seed_source == "milvus":
+            from mmkg.index.milvus_index import open_indexes as open_milvus
+
+            return cls(*open_milvus(milvus_uri(settings), KINDS, dim))
         if settings.seed_source == "neo4j":
             from mmkg.graph.neo4j_server import connection_settings
             from mmkg.index.neo4j_index import open_indexes
@@ -46,6 +58,11 @@ class Vectors:
         from mmkg.index.faiss_index import FaissIndex
 
         return cls(*(FaissIndex.open(folder / kind, dim, settings.exact_index_max) for kind in KINDS))
+
+
+def milvus_uri(settings: Settings) -> str:
+    """The Milvus the workspace's vectors live in: `milvus_uri`, else Milvus Lite at <home>/index/milvus.db."""
+    return settings.milvus_uri or str(Workspace(settings.home).index_dir / "milvus.db")
 
 
 def check_encoder(folder: Path, encoder_id: str, dim: int) -> None:

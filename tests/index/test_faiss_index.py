@@ -1,4 +1,8 @@
-"""FaissIndex: the VectorIndex contract, persistence, and the exact -> HNSW switch."""
+"""FaissIndex: its files on disk (generations, crash safety, corruption) and the exact -> HNSW switch.
+
+The VectorIndex contract (add, search, get, remove, validation, reopen) runs on FAISS and Milvus Lite alike
+in test_index_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmkg.index.base import IndexDimensionError
 from mmkg.index.faiss_index import MANIFEST, FaissIndex, IndexCorruptError
 
 DIM = 16
@@ -35,70 +38,14 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def test_add_search_get_remove(rng: np.random.Generator) -> None:
-    index = FaissIndex(DIM)
-    vecs = unit(rng, 50)
-    ids = [f"img:{i}" for i in range(50)]
-    assert index.add(ids, vecs) == 50
-    assert len(index) == 50 and "img:3" in index and "img:99" not in index
-    hits = index.search(vecs[:3], k=5)
-    assert [h[0][0] for h in hits] == ["img:0", "img:1", "img:2"]
-    assert all(h[0][1] == pytest.approx(1.0, abs=1e-5) for h in hits)
-    assert all(len(h) == 5 and [s for _, s in h] == sorted((s for _, s in h), reverse=True) for h in hits)
-    assert [i for i, _ in hits[1]] == brute_force(vecs, ids, vecs[1:2], 5)[0]
-    np.testing.assert_allclose(index.get(["img:7", "img:2"]), vecs[[7, 2]], atol=1e-6)
-    with pytest.raises(KeyError, match="img:99"):
-        index.get(["img:99"])
-    assert index.remove(["img:0", "img:0", "nope"]) == 1
-    assert "img:0" not in index and len(index) == 49
-    assert all(i != "img:0" for i, _ in index.search(vecs[0], k=49)[0])
-    assert len(index.search(vecs[0], k=100)[0]) == 49
-    assert index.add(["img:0"], vecs[:1]) == 1  # back again after removal
-    assert index.search(vecs[0], k=1)[0][0][0] == "img:0"
 
 
-def test_add_is_idempotent(rng: np.random.Generator) -> None:
-    index = FaissIndex(DIM)
-    vecs = unit(rng, 10)
-    ids = [f"t:{i}" for i in range(10)]
-    assert index.add(ids[:6], vecs[:6]) == 6
-    assert index.add(ids, vecs) == 4  # only the new ones
-    assert index.add(ids, unit(rng, 10)) == 0  # existing ids keep their vectors
-    np.testing.assert_allclose(index.get(ids), vecs, atol=1e-6)
-    assert index.add(["dup", "dup"], unit(rng, 2)) == 1
-    assert len(index) == 11
 
 
-def test_vectors_are_normalised_and_validated(rng: np.random.Generator) -> None:
-    index = FaissIndex(DIM)
-    raw = 3.0 * unit(rng, 4)
-    index.add(list("abcd"), raw.astype(np.float64))
-    np.testing.assert_allclose(np.linalg.norm(index.get(list("abcd")), axis=1), 1.0, atol=1e-6)
-    with pytest.raises(ValueError, match="zero"):
-        index.add(["z"], np.zeros((1, DIM)))
-    with pytest.raises(ValueError, match="NaN"):
-        index.add(["n"], np.full((1, DIM), np.nan))
-    with pytest.raises(ValueError, match="2 ids but 1 vectors"):
-        index.add(["x", "y"], unit(rng, 1))
 
 
-def test_wrong_dimension_is_a_clear_error(rng: np.random.Generator, tmp_path: Path) -> None:
-    index = FaissIndex.open(tmp_path / "idx", DIM)
-    with pytest.raises(IndexDimensionError, match=f"{DIM}-d"):
-        index.add(["a"], unit(rng, 1, DIM + 1))
-    with pytest.raises(ValueError, match=f"{DIM}-d"):
-        index.search(unit(rng, 1, 8), k=3)
-    index.add(["a"], unit(rng, 1))
-    index.save()
-    with pytest.raises(IndexDimensionError, match="encoder changed"):
-        FaissIndex.open(tmp_path / "idx", DIM * 2)
 
 
-def test_empty_index(rng: np.random.Generator) -> None:
-    index = FaissIndex(DIM)
-    assert index.search(unit(rng, 2), k=5) == [[], []]
-    assert index.get([]).shape == (0, DIM)
-    assert index.remove(["x"]) == 0
 
 
 def test_persistence_round_trip(rng: np.random.Generator, tmp_path: Path) -> None:
