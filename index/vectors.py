@@ -39,12 +39,12 @@ class Vectors:
 
     @classmethod
     def open(cls, settings: Settings, dim: int, encoder_id: str) -> Vectors:
-        """Open (or create) the indexes; refuse vectors made by a different encoder.
+        """Open (or create) the indexes; refuse vectors made by a different encoder, or kept by another backend.
 
         With `seed_source` neo4j the vectors live on the graph nodes in Neo4j, in its vector indexes; with
         milvus, in one Milvus collection per kind (Milvus Lite in the workspace unless `milvus_uri` says)."""
         folder = Workspace(settings.home).index_dir
-        check_encoder(folder, encoder_id, dim)
+        check_encoder(folder, encoder_id, dim, settings.seed_source)
         if settings.seed_source == "milvus":
             from mmkg.index.milvus_index import open_indexes as open_milvus
 
@@ -65,7 +65,10 @@ def milvus_uri(settings: Settings) -> str:
     return settings.milvus_uri or str(Workspace(settings.home).index_dir / "milvus.db")
 
 
-def check_encoder(folder: Path, encoder_id: str, dim: int) -> None:
+def check_encoder(folder: Path, encoder_id: str, dim: int, index: str = "faiss") -> None:
+    """`index/encoder.json` records the encoder and the index backend the workspace's vectors were made with:
+    opening them with another would find no vectors (every search empty), so it is refused. A manifest from
+    before the backend was recorded gets the current one."""
     manifest = folder / "encoder.json"
     if manifest.exists():
         recorded = json.loads(manifest.read_text())
@@ -75,5 +78,12 @@ def check_encoder(folder: Path, encoder_id: str, dim: int) -> None:
                 f"not the current {encoder_id!r}; ingest into a fresh MMKG_HOME "
                 f"(or delete {folder.parent / 'index'} and {folder.parent / 'graph'} and ingest again)"
             )
+        if recorded.get("index", index) != index:
+            raise UserInputError(
+                f"this workspace's vectors are in the {recorded['index']} index, not {index} (MMKG_INDEX); "
+                f"set MMKG_INDEX={recorded['index']}, or ingest into a fresh MMKG_HOME to use {index}"
+            )
+        if "index" not in recorded:
+            atomic_write_json(manifest, {**recorded, "index": index})
     else:
-        atomic_write_json(manifest, {"encoder": encoder_id, "dim": dim})
+        atomic_write_json(manifest, {"encoder": encoder_id, "dim": dim, "index": index})

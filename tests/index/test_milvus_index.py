@@ -63,6 +63,20 @@ def test_the_index_setting_picks_milvus(
         Settings.load()
 
 
+def test_a_workspace_keeps_the_backend_it_was_made_with(tmp_path: Path) -> None:
+    """Opening FAISS-made vectors with MMKG_INDEX=milvus would find none (every search empty): refused."""
+    home = tmp_path / "home"
+    Vectors.open(Settings(home=home), DIM, "enc").save()
+    with pytest.raises(UserInputError, match="in the faiss index, not milvus .*MMKG_INDEX=faiss"):
+        Vectors.open(Settings(home=home, seed_source="milvus"), DIM, "enc")
+    manifest = home / "index" / "encoder.json"
+    manifest.write_text(json.dumps({"encoder": "enc", "dim": DIM}))  # written before the backend was recorded
+    Vectors.open(Settings(home=home, seed_source="milvus"), DIM, "enc").close()
+    assert json.loads(manifest.read_text())["index"] == "milvus"
+    with pytest.raises(UserInputError, match="in the milvus index, not faiss"):
+        Vectors.open(Settings(home=home), DIM, "enc")
+
+
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
