@@ -178,7 +178,7 @@ def main() -> None:
     draws = [rng.sample(images, SEEDS // 2) + rng.sample(texts, SEEDS // 2) for _ in range(args.reps + 3)]
 
     with tempfile.TemporaryDirectory(prefix="mmkg-expansion-bench-") as tmp:
-        settings = Settings(home=Path(tmp) / "ws")
+        settings = Settings.load(home=Path(tmp) / "ws")
         with contextlib.ExitStack() as stack:
             if args.uri:
                 if not args.password:
@@ -188,7 +188,7 @@ def main() -> None:
             else:
                 t0 = time.perf_counter()
                 uri, user, password = stack.enter_context(neo4j_server.scratch(settings))
-                print(f"neo4j: {neo4j_server.scratch_label()}, started in {time.perf_counter() - t0:.1f} s")
+                print(f"neo4j: {neo4j_server.scratch_label(settings)}, started in {time.perf_counter() - t0:.1f} s")
             with GraphDatabase.driver(uri, auth=(user, password)) as driver, driver.session() as session:
                 session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
             mem_dir = Path(tmp) / "graph"

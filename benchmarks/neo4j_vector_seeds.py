@@ -160,7 +160,7 @@ def main() -> None:
     queries = clustered(rng, args.queries, centres)
 
     with tempfile.TemporaryDirectory(prefix="mmkg-vector-bench-") as tmp:
-        settings = Settings(home=Path(tmp))
+        settings = Settings.load(home=Path(tmp))
         with contextlib.ExitStack() as stack:
             if args.uri:
                 if not args.password:
@@ -170,7 +170,7 @@ def main() -> None:
             else:
                 t0 = time.perf_counter()
                 conn = tuple(stack.enter_context(neo4j_server.scratch(settings)))  # type: ignore[assignment]
-                print(f"neo4j: {neo4j_server.scratch_label()}, started in {time.perf_counter() - t0:.1f} s")
+                print(f"neo4j: {neo4j_server.scratch_label(settings)}, started in {time.perf_counter() - t0:.1f} s")
             print(f"data: clustered unit vectors, dim {DIM}, 200 centres, seed 0; {args.queries} queries; k={K}")
             results = []
             for n in sizes:

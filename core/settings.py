@@ -23,6 +23,14 @@ class Settings:
     """Encoder backend: `lit` (offline default) or `clip`."""
     clip_model: str = "openai/clip-vit-base-patch32"
     """Hub name or local directory for the `clip` backend."""
+    hf_endpoint: str = field(default="https://huggingface.co", metadata={"env": ("HF_ENDPOINT",)})
+    """The Hugging Face hub the `clip` backend may download from (env HF_ENDPOINT too)."""
+    hf_offline: bool = field(default=False, metadata={"env": ("HF_HUB_OFFLINE",)})
+    """Never ask the hub, only the local Hugging Face cache (env HF_HUB_OFFLINE too)."""
+    proxy: str | None = field(
+        default=None, metadata={"env": ("ALL_PROXY", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")}
+    )
+    """The HTTP(S) proxy in use, if any: behind one the hub is assumed reachable (only the proxy can tell)."""
     device: str = "cpu"
     batch_size: int = 64
     """Items per encoder batch and per store write batch."""
@@ -34,35 +42,34 @@ class Settings:
     tag_top_k: int = 5
     """Zero-shot image tags kept per image (DEPICTS edges)."""
     tag_min_score: float = 0.2
-    seed_source: str = field(default="faiss", metadata={"env": ("MMKG_INDEX",)})
-    """The vector index backend (env MMKG_INDEX or MMKG_SEED_SOURCE): `faiss` (files in the workspace),
-    `milvus` (Milvus Lite in the workspace, or the server at `milvus_uri`) or `neo4j` (its vector index)."""
+    seed_source: str = "faiss"
+    """Where nearest-neighbour seeds come from: `faiss` (workspace indexes) or `neo4j` (its vector index)."""
     exact_index_max: int = 100_000
     """Up to this many vectors an index is exact (flat); above it, HNSW."""
-    milvus_uri: str | None = None
-    """For `seed_source` milvus: a Milvus Lite path ending in .db, or a server like http://host:19530[/database]
-    (user:password@ may ride in it); unset: Milvus Lite at <home>/index/milvus.db."""
-    neo4j_uri: str = "bolt://127.0.0.1:7687"
-    neo4j_user: str = "neo4j"
-    neo4j_password: str | None = None
+    neo4j_uri: str | None = field(default=None, metadata={"env": ("NEO4J_URI",)})
+    """A Neo4j server of your own; unset: the workspace's local server (`mmkg neo4j start`), else port 7687."""
+    neo4j_user: str = field(default="neo4j", metadata={"env": ("NEO4J_USER",)})
+    neo4j_password: str | None = field(default=None, metadata={"env": ("NEO4J_PASSWORD",)})
+    neo4j_heap: str = "1g"
+    """Java heap of the local Neo4j server (`mmkg neo4j start`)."""
+    neo4j_pagecache: str = "512m"
+    """Page cache of the local Neo4j server."""
+    java_home: str | None = field(default=None, metadata={"env": ("JAVA_HOME",)})
+    """The Java that runs the local Neo4j server (unset: `java` on the PATH)."""
     log_level: str = "WARNING"
     api_token: str | None = None
     """Bearer token `mmkg serve` requires on every endpoint but /healthz (env MMKG_API_TOKEN); without one it
     serves loopback only."""
     ingest_root: str | None = None
     """The only folder whose collections `POST /ingest` may read (env MMKG_INGEST_ROOT); unset: no API ingest."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
-        """Defaults, then `MMKG_<FIELD>` / `NEO4J_*` environment variables, then non-None overrides."""
+        """Defaults, then the environment (`MMKG_<FIELD>`, then the field's conventional names such as
+        `NEO4J_URI` or `JAVA_HOME`: the last one set wins), then non-None overrides."""
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
-            env_names = [f"MMKG_{f.name.upper()}"]
-            if f.name.startswith("neo4j_"):
-                env_names.append(f.name.upper())
+            env_names = [f"MMKG_{f.name.upper()}", *f.metadata.get("env", ())]
             for env in env_names:
                 raw = os.environ.get(env)
                 if raw is not None and raw != "":
@@ -83,8 +90,8 @@ class Settings:
             raise UserInputError(f"unknown store {self.store!r}: choose memory or neo4j")
         if self.encoder not in {"lit", "clip"}:
             raise UserInputError(f"unknown encoder {self.encoder!r}: choose lit or clip")
-        if self.seed_source not in {"faiss", "milvus", "neo4j"}:
-            raise UserInputError(f"unknown vector index {self.seed_source!r} (MMKG_INDEX): choose faiss, milvus, neo4j")
+        if self.seed_source not in {"faiss", "neo4j"}:
+            raise UserInputError(f"unknown seed source {self.seed_source!r}: choose faiss or neo4j")
         if self.seed_source == "neo4j" and self.store != "neo4j":
             raise UserInputError("seed source neo4j needs the neo4j store (--store neo4j)")
         if self.batch_size < 1 or self.ingest_batch < 1:
@@ -96,6 +103,8 @@ class Settings:
 
 def _coerce(name: str, raw: str, type_name: Any) -> Any:
     text = str(type_name)
+    if text == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
     try:
         if "int" in text and "float" not in text:
             return int(raw)

@@ -2,7 +2,7 @@
 
 The directory (or hub repository) must hold the model, its tokenizer and its image processor
 (what ``save_pretrained`` writes for each). A hub name is looked up in the local Hugging Face
-cache first; only if it is not there, and ``HF_HUB_OFFLINE`` is not set, is the hub asked. Any
+cache first; only if it is not there, and the settings are not offline (``HF_HUB_OFFLINE``), is the hub asked. Any
 failure to load becomes one `ModelNotReadyError` that says what to do instead.
 """
 
@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 
 from mmkg.encoders.backbones import MAX_THREADS, PROGRESS_MIN_ITEMS, batched, limit_threads
 from mmkg.encoders.base import Encoder, l2_normalize
+from mmkg.encoders.hub import HubAccess
 from mmkg.errors import ModelNotReadyError
 
 log = logging.getLogger(__name__)
@@ -35,24 +34,6 @@ DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 def _looks_like_path(name: str) -> bool:
     """Hub ids are `name` or `org/name`; anything else with a slash (or ./ ~ prefixes) is a path."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the hub, so an unreachable hub fails in seconds, not after minutes of retries.
-
-    Skipped (assumed reachable) behind an HTTP(S) proxy, where only the proxy can tell.
-    """
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
-        return True
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (443 if parsed.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _features(out: Any) -> torch.Tensor:
@@ -76,8 +57,10 @@ class ClipEncoder(Encoder):
         device: str = "cpu",
         batch_size: int = 64,
         threads: int = MAX_THREADS,
+        hub: HubAccess | None = None,
     ) -> None:
         self.model_name = str(model)
+        self.hub = hub or HubAccess()
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
         limit_threads(threads)
@@ -93,6 +76,7 @@ class ClipEncoder(Encoder):
 
     # -- loading ---------------------------------------------------------------------------------
     def _load(self, name: str) -> tuple[Any, Any, Any, str]:
+        # transformers is slow to import: loaded with the first model
         from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, ChineseCLIPModel, CLIPModel
 
         expanded = Path(name).expanduser()
@@ -101,11 +85,10 @@ class ClipEncoder(Encoder):
         elif _looks_like_path(name):
             raise ModelNotReadyError(f"CLIP model directory not found: {name}")
         else:
-            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-            source, attempts = name, ([True] if offline else [True, False])
+            source, attempts = name, ([True] if self.hub.offline else [True, False])
         last: Exception | None = None
         for local_only in attempts:
-            if not local_only and not _hub_reachable():
+            if not local_only and not self.hub.reachable():
                 last = last or ConnectionError("the Hugging Face hub is unreachable")
                 break
             try:
@@ -154,36 +137,37 @@ class ClipEncoder(Encoder):
 
     # -- encoding --------------------------------------------------------------------------------
     def encode_images(self, images: Sequence[Image.Image], progress: bool = False) -> np.ndarray:
-        out = np.zeros((len(images), self.dim), dtype=np.float32)
-        show = progress and len(images) >= PROGRESS_MIN_ITEMS
-        with (
-            self._lock,
-            torch.inference_mode(),
-            tqdm(total=len(images), desc="CLIP images", unit="img", disable=not show) as bar,
-        ):
-            for start, chunk in batched(list(images), self.batch_size):
-                rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in chunk]
-                pixels = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
-                feats = _features(self.model.get_image_features(pixel_values=pixels))
-                out[start : start + len(chunk)] = feats.float().cpu().numpy()
-                bar.update(len(chunk))
-        return l2_normalize(out)
+        def features(chunk: Sequence[Image.Image]) -> torch.Tensor:
+            rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in chunk]
+            pixels = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
+            return _features(self.model.get_image_features(pixel_values=pixels))
+
+        return self._encode(list(images), features, progress, "CLIP images", "img")
 
     def encode_texts(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of strings, not one string")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        show = progress and len(texts) >= PROGRESS_MIN_ITEMS
+
+        def features(chunk: Sequence[str]) -> torch.Tensor:
+            enc = self.tokenizer(
+                list(chunk), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            ).to(self.device)
+            return _features(self.model.get_text_features(**enc))
+
+        return self._encode(list(texts), features, progress, "CLIP texts", "text")
+
+    def _encode(
+        self, items: list[Any], features: Callable[[Sequence[Any]], torch.Tensor], progress: bool, desc: str, unit: str
+    ) -> np.ndarray:
+        """`features` of `items` batch by batch, under the model's lock; rows L2-normalised, float32."""
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        show = progress and len(items) >= PROGRESS_MIN_ITEMS
         with (
             self._lock,
             torch.inference_mode(),
-            tqdm(total=len(texts), desc="CLIP texts", unit="text", disable=not show) as bar,
+            tqdm(total=len(items), desc=desc, unit=unit, disable=not show) as bar,
         ):
-            for start, chunk in batched(list(texts), self.batch_size):
-                enc = self.tokenizer(
-                    list(chunk), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-                ).to(self.device)
-                feats = _features(self.model.get_text_features(**enc))
-                out[start : start + len(chunk)] = feats.float().cpu().numpy()
+            for start, chunk in batched(items, self.batch_size):
+                out[start : start + len(chunk)] = features(chunk).float().cpu().numpy()
                 bar.update(len(chunk))
         return l2_normalize(out)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from mmkg.encoders.base import Encoder
+from mmkg.encoders.hub import HubAccess
 from mmkg.errors import UserInputError
 from mmkg.settings import Settings
 
@@ -27,7 +28,7 @@ def create_encoder(settings: Settings) -> Encoder:
     """
     backend = settings.encoder
     if backend == "lit":
-        from mmkg.encoders.lit import CONFIG_NAME, lit_model_dir
+        from mmkg.encoders.lit import CONFIG_NAME, lit_model_dir  # torch: loaded for the chosen backend only
 
         config = lit_model_dir(settings) / CONFIG_NAME
         try:
@@ -37,20 +38,29 @@ def create_encoder(settings: Settings) -> Encoder:
             version = (0, 0)
         return _load("lit", str(Path(settings.home).resolve()), version, "", settings.device, settings.batch_size)
     if backend == "clip":
-        return _load("clip", "", (0, 0), settings.clip_model, settings.device, settings.batch_size)
+        hub = HubAccess.from_settings(settings)
+        return _load("clip", "", (0, 0), settings.clip_model, settings.device, settings.batch_size, hub)
     raise UserInputError(f"unknown encoder {backend!r}: choose one of {', '.join(BACKENDS)}")
 
 
 @functools.lru_cache(maxsize=8)
-def _load(backend: str, home: str, version: tuple[int, int], clip_model: str, device: str, batch_size: int) -> Encoder:
+def _load(
+    backend: str,
+    home: str,
+    version: tuple[int, int],
+    clip_model: str,
+    device: str,
+    batch_size: int,
+    hub: HubAccess | None = None,
+) -> Encoder:
     # Failures raise, and lru_cache does not cache exceptions: a later call retries.
     if backend == "lit":
-        from mmkg.encoders.lit import LitEncoder, lit_model_dir
+        from mmkg.encoders.lit import LitEncoder, lit_model_dir  # torch: loaded for the chosen backend only
 
         return LitEncoder(lit_model_dir(Settings(home=Path(home))), device=device, batch_size=batch_size)
-    from mmkg.encoders.clip import ClipEncoder
+    from mmkg.encoders.clip import ClipEncoder  # transformers: loaded for the chosen backend only
 
-    return ClipEncoder(clip_model, device=device, batch_size=batch_size)
+    return ClipEncoder(clip_model, device=device, batch_size=batch_size, hub=hub)
 
 
 def clear_encoder_cache() -> None:

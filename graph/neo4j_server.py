@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import secrets
@@ -35,10 +36,6 @@ PASSWORD_ENV = "MMKG_NEO4J_LAUNCHER_PASSWORD"  # how the launcher receives the p
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 READY_LINE = b"mmkg-neo4j: ready"
-
-# JVM sizing for a small shared box; override with MMKG_NEO4J_HEAP / MMKG_NEO4J_PAGECACHE.
-DEFAULT_HEAP = "1g"
-DEFAULT_PAGECACHE = "512m"
 
 # Popen handles of servers started by this process, so a dead child is reaped rather than left a zombie.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -162,8 +159,7 @@ def _is_launcher(pid: int) -> bool:
     return JAR_NAME.encode() in cmdline
 
 
-def _find_java() -> str | None:
-    java_home = os.environ.get("JAVA_HOME")
+def _find_java(java_home: str | None) -> str | None:
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
     return shutil.which("java")
@@ -186,8 +182,6 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 
 def _read_state(settings: Settings) -> dict[str, Any] | None:
-    import json
-
     path = state_file(settings)
     try:
         state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -214,7 +208,7 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 def _bolt_answers(uri: str, user: str, password: str, timeout: float = 3.0) -> bool:
-    from neo4j import GraphDatabase
+    from neo4j import GraphDatabase  # the driver: loaded only to probe a server
     from neo4j.exceptions import AuthError, Neo4jError, ServiceUnavailable
 
     try:
@@ -264,37 +258,69 @@ def start(
     ws.logs_dir.mkdir(parents=True, exist_ok=True)
     data = (data_dir or default_data_dir(settings)).expanduser().resolve()
     uri = f"bolt://127.0.0.1:{port}"
-    user = settings.neo4j_user
     password, pw_file = _password(settings, create=True)
     assert password is not None
 
-    state = _read_state(settings)
-    if state is not None:
-        if _is_launcher(int(state["pid"])):
-            if int(state["port"]) != port or Path(state["data_dir"]) != data:
-                raise Neo4jServerError(
-                    f"this workspace's Neo4j server is already running (pid {state['pid']}, port {state['port']},"
-                    f" data {state['data_dir']}); run `mmkg neo4j stop` first"
-                )
-            if _bolt_answers(uri, user, password):
-                return _info(state, pw_file, already_running=True)
-            raise Neo4jServerError(
-                f"this workspace's Neo4j server (pid {state['pid']}) is running but not answering on {uri};"
-                " run `mmkg neo4j stop` and start it again"
-            )
-        state_file(settings).unlink(missing_ok=True)
-
+    running = _already_running(settings, port, data, uri, password)
+    if running is not None:
+        return _info(running, pw_file, already_running=True)
     if _port_in_use(port):
         raise Neo4jServerError(f"port {port} on 127.0.0.1 is already in use; choose another with --port")
-    java = _find_java()
+    java = _find_java(settings.java_home)
     if java is None:
         raise Neo4jServerError("Java 17 (java) is needed to run the local Neo4j server")
     jar = build_launcher(ws.logs_dir / "neo4j-build.log")
 
     out_log = ws.logs_dir / "neo4j.out"
-    neo_logs = ws.logs_dir / "neo4j"
-    heap = os.environ.get("MMKG_NEO4J_HEAP", DEFAULT_HEAP)
-    cmd = [
+    cmd = _launch_command(settings, java, jar, data, ws.logs_dir / "neo4j", port)
+    log.info("starting Neo4j on %s (data %s, log %s)", uri, data, out_log)
+    proc, offset = _launch(cmd, password, out_log, port)
+    state = {
+        "pid": proc.pid,
+        "port": port,
+        "uri": uri,
+        "user": settings.neo4j_user,
+        "data_dir": str(data),
+        "log_file": str(out_log),
+        "started_at": time.time(),
+    }
+    atomic_write_json(state_file(settings), state)
+
+    try:
+        _wait_until_ready(proc, settings, uri, settings.neo4j_user, password, out_log, offset, timeout)
+    except KeyboardInterrupt:  # an interrupted start leaves no half-started server behind
+        _terminate(proc.pid, STOP_TIMEOUT_S)
+        state_file(settings).unlink(missing_ok=True)
+        raise
+    return _info(state, pw_file)
+
+
+def _already_running(settings: Settings, port: int, data: Path, uri: str, password: str) -> dict[str, Any] | None:
+    """The state of this workspace's server when it already runs as asked (same port and data) and answers;
+    an error when it runs otherwise; None when none runs (a stale state file is removed)."""
+    state = _read_state(settings)
+    if state is None:
+        return None
+    if not _is_launcher(int(state["pid"])):
+        state_file(settings).unlink(missing_ok=True)
+        return None
+    if int(state["port"]) != port or Path(state["data_dir"]) != data:
+        raise Neo4jServerError(
+            f"this workspace's Neo4j server is already running (pid {state['pid']}, port {state['port']},"
+            f" data {state['data_dir']}); run `mmkg neo4j stop` first"
+        )
+    if _bolt_answers(uri, settings.neo4j_user, password):
+        return state
+    raise Neo4jServerError(
+        f"this workspace's Neo4j server (pid {state['pid']}) is running but not answering on {uri};"
+        " run `mmkg neo4j stop` and start it again"
+    )
+
+
+def _launch_command(settings: Settings, java: str, jar: Path, data: Path, logs: Path, port: int) -> list[str]:
+    """The launcher's command line: JVM sizing from the settings, the password travels in the environment."""
+    heap = settings.neo4j_heap
+    return [
         java,
         f"-Xms{heap}",
         f"-Xmx{heap}",
@@ -307,14 +333,18 @@ def start(
         "--home",
         str(data),
         "--logs",
-        str(neo_logs),
+        str(logs),
         "--port",
         str(port),
         "--pagecache",
-        os.environ.get("MMKG_NEO4J_PAGECACHE", DEFAULT_PAGECACHE),
+        settings.neo4j_pagecache,
     ]
-    env = {**os.environ, PASSWORD_ENV: password}
-    log.info("starting Neo4j on %s (data %s, log %s)", uri, data, out_log)
+
+
+def _launch(cmd: list[str], password: str, out_log: Path, port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the launcher in its own session, its output appended to `out_log`; returns it and the log offset
+    where this start's output begins."""
+    env = {**os.environ, PASSWORD_ENV: password}  # the child inherits this process's environment
     with open(out_log, "ab") as out:
         out.write(f"\n=== mmkg neo4j start {time.strftime('%Y-%m-%d %H:%M:%S')} port {port}\n".encode())
         out.flush()
@@ -323,24 +353,7 @@ def start(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     _children[proc.pid] = proc
-    state = {
-        "pid": proc.pid,
-        "port": port,
-        "uri": uri,
-        "user": user,
-        "data_dir": str(data),
-        "log_file": str(out_log),
-        "started_at": time.time(),
-    }
-    atomic_write_json(state_file(settings), state)
-
-    try:
-        _wait_until_ready(proc, settings, uri, user, password, out_log, offset, timeout)
-    except KeyboardInterrupt:  # an interrupted start leaves no half-started server behind
-        _terminate(proc.pid, STOP_TIMEOUT_S)
-        state_file(settings).unlink(missing_ok=True)
-        raise
-    return _info(state, pw_file)
+    return proc, offset
 
 
 def _wait_until_ready(
@@ -464,19 +477,18 @@ def status(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def connection_settings(settings: Settings) -> ConnectionSettings:
-    """Where and how to connect: NEO4J_URI/USER/PASSWORD (or MMKG_NEO4J_*) win; else the local server.
+def server_uri(settings: Settings) -> str:
+    """The URI to connect to: `settings.neo4j_uri` when set (NEO4J_URI), else the workspace's running local
+    server's (its port may not be 7687), else the default local address."""
+    if settings.neo4j_uri:
+        return settings.neo4j_uri
+    state = _read_state(settings)
+    return str(state["uri"]) if state is not None else DEFAULT_URI
 
-    A URI set anywhere other than the default is used as given; otherwise the URI of the workspace's
-    running local server (its port may not be 7687). The password falls back to the local server's
-    password file.
-    """
-    uri = settings.neo4j_uri
-    env_uri = any(os.environ.get(k) for k in ("NEO4J_URI", "MMKG_NEO4J_URI"))
-    if not env_uri and uri == DEFAULT_URI:
-        state = _read_state(settings)
-        if state is not None:
-            uri = str(state["uri"])
+
+def connection_settings(settings: Settings) -> ConnectionSettings:
+    """Where and how to connect (`server_uri`); the password falls back to the local server's password file."""
+    uri = server_uri(settings)
     password, _ = _password(settings, create=False)
     if password is None:
         raise StoreUnavailableError(
@@ -503,11 +515,12 @@ def scratch(settings: Settings) -> Iterator[ConnectionSettings]:
         stop(settings)
 
 
-def scratch_label() -> str:
+def scratch_label(settings: Settings) -> str:
     """How a benchmark names the local server it measured."""
-    heap = os.environ.get("MMKG_NEO4J_HEAP", DEFAULT_HEAP)
-    cache = os.environ.get("MMKG_NEO4J_PAGECACHE", DEFAULT_PAGECACHE)
-    return f"local server (Neo4j Community 5.26 embedded, heap {heap}, page cache {cache})"
+    return (
+        f"local server (Neo4j Community 5.26 embedded, heap {settings.neo4j_heap},"
+        f" page cache {settings.neo4j_pagecache})"
+    )
 
 
 def info_dict(info: ServerInfo) -> dict[str, Any]:

@@ -30,8 +30,6 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
     """The environment the app process needs to load exactly these settings."""
     env = dict(os.environ if base is None else base)
     for f in dataclasses.fields(settings):
-        if f.name == "extra":
-            continue
         value = getattr(settings, f.name)
         name = f"MMKG_{f.name.upper()}"
         if value is None:
