@@ -8,13 +8,23 @@ import logging
 import os
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmkg.collection import open_collection
 from mmkg.errors import BadImageError, MmkgError, UserInputError
+from mmkg.graph import neo4j_server
+from mmkg.graph.factory import open_store
+from mmkg.ingest.detect import open_source
+from mmkg.ingest.images import load_image
+from mmkg.ingest.pipeline import Ingestor, resolve_record_ids
+from mmkg.retrieval.search import Query
+from mmkg.service.search import run_search
 from mmkg.settings import Settings
+from mmkg.ui import launch
 
 log = logging.getLogger("mmkg")
 
@@ -39,7 +49,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
-    from mmkg.encoders.lit import CONFIG_NAME, lit_model_dir
+    from mmkg.encoders.lit import CONFIG_NAME, lit_model_dir  # torch: only the commands that need it load it
     from mmkg.training.lit_train import train_lit
 
     settings = _settings(args)
@@ -58,10 +68,6 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from mmkg.collection import open_collection
-    from mmkg.ingest.detect import open_source
-    from mmkg.ingest.pipeline import Ingestor
-
     settings = _settings(args)
     source = open_source(Path(args.path), args.format, Path(args.mapping) if args.mapping else None)
     with open_collection(settings) as col:
@@ -86,9 +92,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from mmkg.collection import open_collection
-    from mmkg.ingest.pipeline import Ingestor, resolve_record_ids
-
     settings = _settings(args)
     with open_collection(settings) as col:
         resolved = resolve_record_ids(col.store, args.ids, source=args.source)
@@ -107,9 +110,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from mmkg.collection import open_collection
-    from mmkg.service.search import run_search
-
     settings = _settings(args)
     query = _query(args, settings)
     with open_collection(settings, read_only=True) as col:
@@ -129,9 +129,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> Any:
-    from mmkg.ingest.images import load_image
-    from mmkg.retrieval.search import Query
-
     if (args.text is None) == (args.image is None):
         raise UserInputError("give a query text or --image FILE (one of them)")
     if args.image is not None:
@@ -158,8 +155,7 @@ def _where(pairs: list[str] | None) -> dict[str, str] | None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from mmkg.collection import open_collection
-    from mmkg.retrieval.record_search import open_retriever
+    from mmkg.retrieval.record_search import open_retriever  # torch: only the commands that need it load it
 
     settings = _settings(args)
     query = _query(args, settings)
@@ -175,8 +171,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from mmkg.graph.factory import open_store
-
     settings = _settings(args)
     with open_store(settings, read_only=True) as store:
         nodes, edges = store.counts()
@@ -189,7 +183,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from mmkg.evaluation import report
+    from mmkg.evaluation import report  # torch: only the commands that need it load it
     from mmkg.evaluation.protocol import evaluate
 
     settings = _settings(args)
@@ -216,7 +210,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from mmkg.evaluation.tune import tune_workspace
+    from mmkg.evaluation.tune import tune_workspace  # torch: only the commands that need it load it
 
     settings = _settings(args)
     data = _existing_dir(args.data) if args.data else None
@@ -233,8 +227,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_neo4j(args: argparse.Namespace) -> int:
-    from mmkg.graph import neo4j_server
-
     settings = _settings(args)
     if args.action == "start":
         # SIGTERM as Ctrl-C: a start stopped half-way leaves no server behind (start() cleans up on it); SIGINT
@@ -255,7 +247,7 @@ def cmd_neo4j(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mmkg.service.server import serve
+    from mmkg.service.server import serve  # FastAPI and uvicorn: only `mmkg serve` loads them
 
     settings = _settings(args)
     root = args.ingest_root or settings.ingest_root
@@ -264,10 +256,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _neo4j_foreground(settings: Settings, info: Any) -> int:
     """Hold the server until Ctrl-C or SIGTERM, then stop it: what a process manager expects."""
-    import time
-
-    from mmkg.graph import neo4j_server
-
     try:  # a signal that lands while the info is still being printed must stop the server too
         _print_json(info)
         sys.stdout.flush()
@@ -282,9 +270,7 @@ def _neo4j_foreground(settings: Settings, info: Any) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from mmkg.ui.launch import run
-
-    return run(_settings(args), port=args.port, address=args.address)
+    return launch.run(_settings(args), port=args.port, address=args.address)
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -318,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmkg", description="Graph-based multimodal knowledge retrieval.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    for add_commands in (_add_write_commands, _add_read_commands, _add_evaluation_commands, _add_app_commands):
+        add_commands(sub, common)
+    return parser
+
+
+def _add_write_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """train encoder, ingest, delete: the commands that change the workspace."""
     train = sub.add_parser("train", help="train a model")
     train_sub = train.add_subparsers(dest="what", required=True)
     enc = train_sub.add_parser("encoder", parents=[common], help="train the lit encoder's projection heads")
@@ -341,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     dele.add_argument("--json", action="store_true")
     dele.set_defaults(func=cmd_delete)
 
+
+def _add_read_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """search, explain, stats."""
     srch = sub.add_parser("search", parents=[common], help="search by text or by image")
     srch.add_argument("text", nargs="?", help="the query text")
     srch.add_argument("--image", help="an image file to search with")
@@ -364,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_stats)
 
+
+def _add_evaluation_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """eval, tune."""
     ev = sub.add_parser("eval", parents=[common],
                         help="retrieval protocol on a Flickr-layout folder (R@K both ways) or a catalog (mAP, NDCG@10)")
     ev.add_argument("--data", required=True)
@@ -387,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--json", action="store_true")
     tn.set_defaults(func=cmd_tune)
 
+
+def _add_app_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """ui, serve, and the local Neo4j server."""
     ui = sub.add_parser("ui", parents=[common], help="the Streamlit explorer over the workspace")
     ui.add_argument("--port", type=int, default=8501)
     ui.add_argument("--address", default="127.0.0.1", help="interface to listen on (default loopback only)")
@@ -410,14 +412,23 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--foreground", action="store_true",
                            help="stay in the foreground; Ctrl-C or SIGTERM stops the server")
         p.set_defaults(func=cmd_neo4j)
-    return parser
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    """--log-level, else the settings' (MMKG_LOG_LEVEL); WARNING when the settings are unreadable (the command
+    reports why)."""
+    try:
+        name = Settings.load(log_level=getattr(args, "log_level", None)).log_level
+    except MmkgError:
+        name = "WARNING"
+    level = getattr(logging, name.upper(), None)
+    return level if isinstance(level, int) else logging.WARNING
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = (getattr(args, "log_level", None) or os.environ.get("MMKG_LOG_LEVEL") or "WARNING").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=_log_level(args), format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # a dependency's deprecation
     func: Callable[[argparse.Namespace], int] = args.func

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mmkg.encoders.base import Encoder
+from mmkg.encoders.factory import create_encoder
+from mmkg.graph.factory import open_store
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
 from mmkg.settings import Settings
@@ -29,19 +31,23 @@ def open_collection(
     may hold it). The graph is read before the vectors: a writer saves vectors before it commits the
     graph, so every node read has its vector (a node deleted meanwhile may leave a vector: never a hit).
     `encoder`: one already loaded (a server reopening the collection after a write)."""
-    from mmkg.encoders.factory import create_encoder
-    from mmkg.graph.factory import open_store
-
     Workspace(settings.home).ensure()
     encoder = encoder or create_encoder(settings)
     store = open_store(settings, read_only=read_only)
     try:
-        vectors = Vectors.open(settings, encoder.dim, encoder.fingerprint)
+        collection = collection_on(store, settings, encoder)
     except BaseException:
         store.close()
         raise
     try:
-        yield Collection(settings, encoder, store, vectors)
+        yield collection
     finally:
-        vectors.close()
+        collection.vectors.close()
         store.close()
+
+
+def collection_on(store: GraphStore, settings: Settings, encoder: Encoder | None = None) -> Collection:
+    """A collection over a graph store already open (the explorer opens its store first, for the overview): the
+    encoder (`encoder`, or the configured one, loaded once per process) and the vector indexes that match it."""
+    encoder = encoder or create_encoder(settings)
+    return Collection(settings, encoder, store, Vectors.open(settings, encoder.dim, encoder.fingerprint))

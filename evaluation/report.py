@@ -39,7 +39,7 @@ def table(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path, metric: str = "mAP") -> None:
     """A grouped bar chart of `metric` (R@1 too for image-caption sets): systems per direction."""
-    import matplotlib
+    import matplotlib  # matplotlib: only the plot needs it
 
     matplotlib.use("Agg")  # no display: a file only
     import matplotlib.pyplot as plt

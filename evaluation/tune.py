@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmkg.collection import open_collection
+from mmkg.encoders.factory import create_encoder
 from mmkg.errors import UserInputError
 from mmkg.evaluation.benchmark import config_from
 from mmkg.evaluation.catalog import catalog_benchmark
@@ -51,8 +52,6 @@ def tune_workspace(settings: Settings, data: Path | None = None, knowledge: Path
 
 
 def tune_on_benchmark(settings: Settings, data: Path, knowledge: Path | None, progress: bool) -> RankingConfig:
-    from mmkg.encoders.factory import create_encoder
-
     encoder = create_encoder(settings)
     kind = benchmark_kind(data)
     with tempfile.TemporaryDirectory(prefix="mmkg-tune-") as tmp:

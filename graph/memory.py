@@ -37,9 +37,10 @@ from typing import Any
 import networkx as nx
 
 from mmkg.errors import MmkgError
-from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Node, Props, Rel, Subgraph
+from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Node, Props, Rel, Subgraph, check_props, edge_weight
 from mmkg.graph.schema import Path as GPath
 from mmkg.graph.store import Direction, GraphStore
+from mmkg.workspace import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ LOCK = "lock"
 _FORMAT = "mmkg-graph-snapshot"
 _VERSION = 1
 _CHUNK = 10_000
-_SCALARS = (str, int, float, bool)
 # Inside the store, edge types and count keys are plain strings: hashing an enum member runs
 # Python code, which at a million edges is most of the cost of loading.
 _REL: dict[str, Rel] = {r.value: r for r in Rel}
@@ -62,40 +62,6 @@ class StoreLockedError(MmkgError):
 
 class StoreCorruptError(MmkgError):
     """The files on disk are damaged beyond a torn last log line (which is repaired silently)."""
-
-
-def _weight(rel: str, props: Props) -> float:
-    """How strongly an edge binds its ends: DEPICTS `score`, CO_OCCURS `count`, else 1."""
-    key = "score" if rel == "DEPICTS" else "count" if rel == "CO_OCCURS" else None
-    if key is None:
-        return 1.0
-    value = props.get(key, 1.0)
-    return float(value) if isinstance(value, int | float) else 1.0
-
-
-def _describe(owner: Node | Edge) -> str:
-    if isinstance(owner, Node):
-        return f"node {owner.id!r}"
-    return f"{owner.type} edge {owner.src!r} -> {owner.dst!r}"
-
-
-def _check_props(owner: Node | Edge) -> Props:
-    """A validated copy of owner's props: str keys; str/int/float/bool values or lists of them (as in Neo4j)."""
-    props: Any = owner.props
-    what = lambda: _describe(owner)  # noqa: E731 - only formatted on an error
-    if not isinstance(props, dict):
-        raise ValueError(f"{what()}: properties must be a dict, got {type(props).__name__}")
-    out: Props = {}
-    for key, value in props.items():
-        if not isinstance(key, str):
-            raise ValueError(f"{what()}: property names must be strings, got {key!r}")
-        if isinstance(value, _SCALARS):
-            out[key] = value
-        elif isinstance(value, list | tuple) and all(isinstance(v, _SCALARS) for v in value):
-            out[key] = list(value)
-        else:
-            raise ValueError(f"{what()}: property {key!r} must be str, int, float, bool or a list of them")
-    return out
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -113,14 +79,6 @@ def _copy_props(props: Props) -> Props:
 def _dumps(obj: Any) -> str:
     # ASCII escapes keep any string (lone surrogates included) encodable and every record one line.
     return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class MemoryGraphStore(GraphStore):
@@ -178,7 +136,7 @@ class MemoryGraphStore(GraphStore):
             if known is not None and known is not label:
                 raise ValueError(f"node {node.id!r} is a {known}; it cannot be upserted as a {label}")
             batch_labels[node.id] = label
-            checked.append((node.id, label, _check_props(node)))
+            checked.append((node.id, label, check_props(node.props, node)))
         for node_id, label, props in checked:
             attrs = self._attrs.get(node_id)
             if attrs is not None and all(k in attrs["props"] and _same(attrs["props"][k], v) for k, v in props.items()):
@@ -210,7 +168,7 @@ class MemoryGraphStore(GraphStore):
                     )
                 if src > dst:  # stored once per unordered pair, src < dst
                     src, dst = dst, src
-            props = _check_props(edge)
+            props = check_props(edge.props, edge)
             checked.append((src, dst, rel._value_, props))
         for src, dst, rel_s, props in checked:
             current = self._succ[src].get(dst, {}).get(rel_s)
@@ -478,7 +436,7 @@ class MemoryGraphStore(GraphStore):
             for v, d in adjacency.items():
                 for rel, props in d.items():
                     if wanted is None or rel in wanted:
-                        w = _weight(rel, props)
+                        w = edge_weight(rel, props)
                         if w > best.get(v, float("-inf")):
                             best[v] = w
         if max_fanout is None or len(best) <= max_fanout:
@@ -577,7 +535,7 @@ class MemoryGraphStore(GraphStore):
         existed = wal.exists()
         self._wal_fd = os.open(wal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not existed:
-            _fsync_dir(self.path)
+            fsync_path(self.path)
 
     def _reset(self) -> None:
         self._g.clear()
@@ -756,5 +714,5 @@ class MemoryGraphStore(GraphStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path)
+        fsync_path(self.path)
         self._snapshot_size = size

@@ -27,7 +27,7 @@ from neo4j import Driver, ManagedTransaction
 
 from mmkg.errors import MmkgError
 from mmkg.graph.neo4j_client import Neo4jClient, chunks, open_driver
-from mmkg.graph.schema import EDGE_ENDPOINTS, Edge, Label, Node, Props, Rel, Subgraph
+from mmkg.graph.schema import EDGE_ENDPOINTS, WEIGHT_PROPERTY, Edge, Label, Node, Props, Rel, Subgraph, check_props
 from mmkg.graph.schema import Path as GPath
 from mmkg.graph.store import Direction, GraphStore
 
@@ -35,15 +35,14 @@ log = logging.getLogger(__name__)
 
 BASE = "MmkgNode"
 JSON_PREFIX = "__json__"
-_SCALARS = (str, int, float, bool)
 _INT64 = (-(2**63), 2**63 - 1)
 _PAGE = 2000
 _ALL = 2**31 - 1  # "no cap" for list slices in Cypher (which take 32-bit bounds)
 
 
-# Edge weight for fan-out ranking, as the embedded store defines it: DEPICTS score, CO_OCCURS count, else 1.
+# Edge weight for fan-out ranking, the schema's rule (`WEIGHT_PROPERTY`; any other edge weighs 1).
 _WEIGHT = (
-    "CASE type(r) WHEN 'DEPICTS' THEN r.score WHEN 'CO_OCCURS' THEN r.count ELSE 1.0 END",
+    "CASE type(r) " + " ".join(f"WHEN '{rel}' THEN r.{key}" for rel, key in WEIGHT_PROPERTY.items()) + " ELSE 1.0 END",
     # then: numbers as floats, booleans as 0/1, anything else (missing, text, list) as 1
     "CASE WHEN w0 IS :: INTEGER | FLOAT THEN toFloat(w0) WHEN w0 IS :: BOOLEAN "
     "THEN CASE WHEN w0 THEN 1.0 ELSE 0.0 END ELSE 1.0 END",
@@ -77,23 +76,6 @@ def _native(v: Any) -> bool:
         kind = type(v[0])
         return all(type(x) is kind for x in v) and all(_native_scalar(x) for x in v)
     return _native_scalar(v)
-
-
-def _check_props(props: Any, what: str) -> Props:
-    """A validated copy: str keys; str/int/float/bool values or lists of them (as the embedded store)."""
-    if not isinstance(props, dict):
-        raise ValueError(f"{what}: properties must be a dict, got {type(props).__name__}")
-    out: Props = {}
-    for key, value in props.items():
-        if not isinstance(key, str):
-            raise ValueError(f"{what}: property names must be strings, got {key!r}")
-        if isinstance(value, _SCALARS):
-            out[key] = value
-        elif isinstance(value, list | tuple) and all(isinstance(v, _SCALARS) for v in value):
-            out[key] = list(value)
-        else:
-            raise ValueError(f"{what}: property {key!r} must be str, int, float, bool or a list of them")
-    return out
 
 
 def _json(v: Any) -> str:
@@ -225,7 +207,7 @@ class Neo4jGraphStore(Neo4jClient, GraphStore):
             if known is not None and known is not label:
                 raise ValueError(f"node {node.id!r} is a {known}; it cannot be upserted as a {label}")
             batch_labels[node.id] = label
-            checked.append((node.id, label, _check_props(node.props, f"node {node.id!r}")))
+            checked.append((node.id, label, check_props(node.props, node)))
         if not checked:
             return
         stored = self._labels_of(list(batch_labels))
@@ -271,7 +253,7 @@ class Neo4jGraphStore(Neo4jClient, GraphStore):
                     raise ValueError(f"cannot write {name}: an entity does not co-occur with itself")
                 if src > dst:
                     src, dst = dst, src
-            props = _encode(_check_props(edge.props, name), merge=False, reserved=_EDGE_RESERVED)
+            props = _encode(check_props(edge.props, name), merge=False, reserved=_EDGE_RESERVED)
             by_rel.setdefault(rel, []).append({"src": src, "dst": dst, "props": props})
         for rel, rows in by_rel.items():
             cypher = (

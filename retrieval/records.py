@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from mmkg.graph.schema import Label, Rel
+from mmkg.graph.schema import Label, Node, Rel
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
 from mmkg.retrieval.lexical import Bm25Index
@@ -103,12 +103,7 @@ class RecordTable:
             if n.props.get("complete") and (wanted is None or n.id in wanted)
         ]
         rec_nodes.sort(key=lambda n: n.id)
-        rpos = {n.id: i for i, n in enumerate(rec_nodes)}
-        members: dict[str, list[tuple[int, str]]] = {"img": [], "txt": []}
-        for edge in store.iter_edges(Rel.HAS):
-            row = rpos.get(edge.src)
-            if row is not None and edge.dst not in hide_texts:
-                members["img" if edge.dst.startswith("img:") else "txt"].append((row, edge.dst))
+        members = _members(store, {n.id: i for i, n in enumerate(rec_nodes)}, hide_texts)
         image_ids = sorted({i for _, i in members["img"]} & vectors.images.present([i for _, i in members["img"]]))
         text_ids = sorted({t for _, t in members["txt"]} & vectors.texts.present([t for _, t in members["txt"]]))
         ipos = {i: j for j, i in enumerate(image_ids)}
@@ -117,46 +112,20 @@ class RecordTable:
         text_nodes = store.get_nodes(text_ids)
 
         entity_nodes = {n.id: n for n in store.iter_nodes(Label.ENTITY)}
-        stated: dict[int, set[str]] = defaultdict(set)
-        for row, node in enumerate(rec_nodes):
-            stated[row].update(e for e in node.props.get("entities") or [] if e in entity_nodes)
-        tags: dict[tuple[int, str], float] = {}
-        image_rows: dict[str, list[int]] = defaultdict(list)
-        for row, iid in members["img"]:
-            image_rows[iid].append(row)
-        for edge in store.iter_edges(Rel.DEPICTS):
-            if edge.props.get("source") != "tag" or edge.dst not in entity_nodes:
-                continue
-            for row in image_rows.get(edge.src, ()):
-                if edge.dst not in stated[row]:
-                    key = (row, edge.dst)
-                    tags[key] = max(tags.get(key, 0.0), float(edge.props.get("score", 0.0)))
+        stated, tags = _knowledge(store, rec_nodes, members["img"], entity_nodes)
         entity_ids = sorted({e for s in stated.values() for e in s} | {e for _, e in tags})
         epos = {e: j for j, e in enumerate(entity_ids)}
 
-        def incidence(pairs: Sequence[tuple[int, int]], n_cols: int, values: Sequence[float] | None = None
-                      ) -> sp.csr_matrix:
-            rows = np.fromiter((r for r, _ in pairs), np.int64, len(pairs))
-            cols = np.fromiter((c for _, c in pairs), np.int64, len(pairs))
-            vals = np.ones(len(pairs), np.float32) if values is None else np.asarray(values, np.float32)
-            m = sp.csr_matrix((vals, (rows, cols)), shape=(len(rec_nodes), n_cols))
-            m.sum_duplicates()
-            if values is None:
-                m.data[:] = 1.0
-            return m
-
-        rec_image = incidence([(r, ipos[i]) for r, i in members["img"] if i in ipos], len(image_ids))
-        rec_text = incidence([(r, tpos[t]) for r, t in members["txt"] if t in tpos], len(text_ids))
-        rec_entity = incidence([(r, epos[e]) for r, es in stated.items() for e in es], len(entity_ids))
+        n_rec = len(rec_nodes)
+        rec_image = _incidence([(r, ipos[i]) for r, i in members["img"] if i in ipos], n_rec, len(image_ids))
+        rec_text = _incidence([(r, tpos[t]) for r, t in members["txt"] if t in tpos], n_rec, len(text_ids))
+        rec_entity = _incidence([(r, epos[e]) for r, es in stated.items() for e in es], n_rec, len(entity_ids))
         tag_items = list(tags.items())
-        rec_tag = incidence([(r, epos[e]) for (r, e), _ in tag_items], len(entity_ids), [s for _, s in tag_items])
+        rec_tag = _incidence(
+            [(r, epos[e]) for (r, e), _ in tag_items], n_rec, len(entity_ids), [s for _, s in tag_items]
+        )
         text_strings = [str(text_nodes[t].props.get("text", "")) if t in text_nodes else "" for t in text_ids]
         attributes = [list(n.props.get("attributes") or []) for n in rec_nodes]
-        documents = []
-        for row in range(len(rec_nodes)):
-            words = [text_strings[j] for j in rec_text.indices[rec_text.indptr[row] : rec_text.indptr[row + 1]]]
-            words += [a.split(":", 1)[-1] for a in attributes[row]]
-            documents.append(" ".join(words))
         dim = vectors.images.dim
         return cls(
             ids=[n.id for n in rec_nodes],
@@ -176,8 +145,67 @@ class RecordTable:
             rec_entity=rec_entity,
             rec_tag=rec_tag,
             attribute_entity=np.array([entity_nodes[e].props.get("kind") == "attribute" for e in entity_ids], bool),
-            bm25=Bm25Index(documents),
+            bm25=Bm25Index(_documents(rec_text, text_strings, attributes)),
         )
+
+
+def _members(store: GraphStore, rpos: dict[str, int], hide_texts: Collection[str]) -> dict[str, list[tuple[int, str]]]:
+    """Each record's (row, image id) and (row, text id) pairs, from its HAS edges; `hide_texts` left out."""
+    members: dict[str, list[tuple[int, str]]] = {"img": [], "txt": []}
+    for edge in store.iter_edges(Rel.HAS):
+        row = rpos.get(edge.src)
+        if row is not None and edge.dst not in hide_texts:
+            members["img" if edge.dst.startswith("img:") else "txt"].append((row, edge.dst))
+    return members
+
+
+def _knowledge(
+    store: GraphStore,
+    rec_nodes: Sequence[Node],
+    image_members: Sequence[tuple[int, str]],
+    entity_nodes: dict[str, Node],
+) -> tuple[dict[int, set[str]], dict[tuple[int, str], float]]:
+    """Per record row, the entities it states (attributes, entities its texts mention), and the zero-shot tags of
+    its images that it does not state, each with its best score."""
+    stated: dict[int, set[str]] = defaultdict(set)
+    for row, node in enumerate(rec_nodes):
+        stated[row].update(e for e in node.props.get("entities") or [] if e in entity_nodes)
+    tags: dict[tuple[int, str], float] = {}
+    image_rows: dict[str, list[int]] = defaultdict(list)
+    for row, iid in image_members:
+        image_rows[iid].append(row)
+    for edge in store.iter_edges(Rel.DEPICTS):
+        if edge.props.get("source") != "tag" or edge.dst not in entity_nodes:
+            continue
+        for row in image_rows.get(edge.src, ()):
+            if edge.dst not in stated[row]:
+                key = (row, edge.dst)
+                tags[key] = max(tags.get(key, 0.0), float(edge.props.get("score", 0.0)))
+    return stated, tags
+
+
+def _incidence(
+    pairs: Sequence[tuple[int, int]], n_rows: int, n_cols: int, values: Sequence[float] | None = None
+) -> sp.csr_matrix:
+    """A (rows, cols) sparse matrix with `values` at `pairs` (summed where a pair repeats), or 1 at each pair."""
+    rows = np.fromiter((r for r, _ in pairs), np.int64, len(pairs))
+    cols = np.fromiter((c for _, c in pairs), np.int64, len(pairs))
+    vals = np.ones(len(pairs), np.float32) if values is None else np.asarray(values, np.float32)
+    m = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
+    m.sum_duplicates()
+    if values is None:
+        m.data[:] = 1.0
+    return m
+
+
+def _documents(rec_text: sp.csr_matrix, text_strings: Sequence[str], attributes: Sequence[list[str]]) -> list[str]:
+    """Each record's words for BM25: its texts, then its attribute values."""
+    documents = []
+    for row in range(rec_text.shape[0]):
+        words = [text_strings[j] for j in rec_text.indices[rec_text.indptr[row] : rec_text.indptr[row + 1]]]
+        words += [a.split(":", 1)[-1] for a in attributes[row]]
+        documents.append(" ".join(words))
+    return documents
 
 
 def segment_max(member: sp.csr_matrix, item_scores: np.ndarray, empty: float = np.nan) -> np.ndarray:

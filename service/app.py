@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmkg.errors import BadImageError, MmkgError, ModelNotReadyError, StoreUnavailableError, UserInputError
+from mmkg.ingest.images import decode_image
 from mmkg.retrieval.search import MAX_QUERY_CHARS
 from mmkg.retrieval.search import Query as SearchQuery
 from mmkg.service.state import AmbiguousIdError, ForbiddenError, ServiceState, WriteInProgressError
@@ -215,74 +216,21 @@ def create_app(settings: Settings, ingest_root: Path | None = None, state: Servi
     app.state.service = service
     app.add_middleware(Guard, token=settings.api_token, max_body=settings.max_image_bytes + FORM_OVERHEAD)
     _install_error_handlers(app)
+    for routes in (_service_routes, _search_routes, _item_routes, _write_routes):
+        app.include_router(routes(service, settings))
+    return app
 
-    @app.get("/healthz", tags=["service"])
+
+def _service_routes(service: ServiceState, settings: Settings) -> APIRouter:
+    """Liveness and the collection's counts."""
+    router = APIRouter(tags=["service"])
+
+    @router.get("/healthz")
     def healthz() -> dict[str, str]:
         """Liveness: answers without a token and without touching the collection."""
         return {"status": "ok"}
 
-    @app.post("/search", response_model=SearchResponse, tags=["search"])
-    def search(req: SearchRequest) -> dict[str, Any]:
-        """Text search: the same hits as `mmkg search --json`."""
-        hits = service.searcher().search(SearchQuery(text=req.text), req.k, req.target, req.mode, req.where)
-        return {"query": req.text, "target": req.target, "results": hits}
-
-    @app.post("/search/image", response_model=SearchResponse, tags=["search"])
-    def search_image(
-        file: Annotated[UploadFile, File(description="the query image (size and pixel limits as for ingest)")],
-        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
-        target: Annotated[Target, Form()] = "images",
-        mode: Annotated[Mode | None, Form()] = None,
-        where: Annotated[str | None, Form(description='a JSON object, e.g. {"baseColour": "Blue"}')] = None,
-    ) -> dict[str, Any]:
-        """Image search (multipart upload): the same hits as `mmkg search --image FILE --json`."""
-        from mmkg.ingest.images import decode_image
-
-        data = file.file.read(settings.max_image_bytes + 1)
-        if len(data) > settings.max_image_bytes:
-            raise BadImageError(f"image file too large (> {settings.max_image_bytes} bytes)")
-        if not data:
-            raise BadImageError("empty image file")
-        image = decode_image(data, settings.max_image_pixels, name=file.filename or "upload")
-        hits = service.searcher().search(SearchQuery(image=image), k, target, mode, _parse_where(where))
-        return {"query": file.filename or "image", "target": target, "results": hits}
-
-    @app.get("/items/{item_id:path}/similar", response_model=SearchResponse, tags=["items"])
-    def similar(
-        item_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, target: Annotated[Target | None, Query()] = None
-    ) -> dict[str, Any]:
-        """Items nearest to a stored image or text by its stored vector (nothing is re-encoded)."""
-        hits = service.searcher().similar(item_id, k, target)
-        shown: Target = target or ("images" if item_id.startswith("img:") else "texts")
-        return {"query": item_id, "target": shown, "results": hits}
-
-    @app.get("/items/{item_id:path}", tags=["items"])
-    def item(item_id: str) -> dict[str, Any]:
-        """One image, text, entity or record: its properties, its record(s) and its entities."""
-        return service.searcher().item(item_id)
-
-    @app.post("/explain", tags=["search"])
-    def explain(req: ExplainRequest) -> dict[str, Any]:
-        """The graph paths from a text query to one result."""
-        return service.searcher().explain(SearchQuery(text=req.text), req.id, req.mode)
-
-    @app.delete("/records/{record_id:path}", tags=["write"])
-    def delete_record(record_id: str) -> dict[str, Any]:
-        """Delete a record (its source id, e.g. a product id, or its rec: id) from the graph and every index."""
-        return service.delete(record_id)
-
-    @app.post("/ingest", status_code=202, response_model=JobResponse, tags=["write"])
-    def ingest(req: IngestRequest) -> dict[str, Any]:
-        """Ingest a collection inside the ingest root, as a background job (progress at /jobs/{id})."""
-        path = service.resolve_ingest_path(req.path)
-        mapping = service.resolve_ingest_path(req.mapping) if req.mapping else None
-        return service.start_ingest(path, req.format, mapping, req.sync).to_json()
-
-    @app.get("/jobs/{job_id}", response_model=JobResponse, tags=["write"])
-    def job(job_id: str) -> dict[str, Any]:
-        return service.job(job_id).to_json()
-
-    @app.get("/stats", tags=["service"])
+    @router.get("/stats")
     def stats() -> dict[str, Any]:
         """Node and edge counts, vectors per index, the workspace revision, running jobs."""
         searcher = service.searcher()
@@ -301,7 +249,87 @@ def create_app(settings: Settings, ingest_root: Path | None = None, state: Servi
             "jobs_running": [j.id for j in service.running_jobs()],
         }
 
-    return app
+    return router
+
+
+def _search_routes(service: ServiceState, settings: Settings) -> APIRouter:
+    """Search by text or by an uploaded image, and the explanation of a result."""
+    router = APIRouter(tags=["search"])
+
+    @router.post("/search", response_model=SearchResponse)
+    def search(req: SearchRequest) -> dict[str, Any]:
+        """Text search: the same hits as `mmkg search --json`."""
+        hits = service.searcher().search(SearchQuery(text=req.text), req.k, req.target, req.mode, req.where)
+        return {"query": req.text, "target": req.target, "results": hits}
+
+    @router.post("/search/image", response_model=SearchResponse)
+    def search_image(
+        file: Annotated[UploadFile, File(description="the query image (size and pixel limits as for ingest)")],
+        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+        target: Annotated[Target, Form()] = "images",
+        mode: Annotated[Mode | None, Form()] = None,
+        where: Annotated[str | None, Form(description='a JSON object, e.g. {"baseColour": "Blue"}')] = None,
+    ) -> dict[str, Any]:
+        """Image search (multipart upload): the same hits as `mmkg search --image FILE --json`."""
+        data = file.file.read(settings.max_image_bytes + 1)
+        if len(data) > settings.max_image_bytes:
+            raise BadImageError(f"image file too large (> {settings.max_image_bytes} bytes)")
+        if not data:
+            raise BadImageError("empty image file")
+        image = decode_image(data, settings.max_image_pixels, name=file.filename or "upload")
+        hits = service.searcher().search(SearchQuery(image=image), k, target, mode, _parse_where(where))
+        return {"query": file.filename or "image", "target": target, "results": hits}
+
+    @router.post("/explain")
+    def explain(req: ExplainRequest) -> dict[str, Any]:
+        """The graph paths from a text query to one result."""
+        return service.searcher().explain(SearchQuery(text=req.text), req.id, req.mode)
+
+    return router
+
+
+def _item_routes(service: ServiceState, settings: Settings) -> APIRouter:
+    """One stored item, and the items nearest to it."""
+    router = APIRouter(tags=["items"])
+
+    @router.get("/items/{item_id:path}/similar", response_model=SearchResponse)
+    def similar(
+        item_id: str, k: Annotated[int, Query(ge=1, le=MAX_K)] = 10, target: Annotated[Target | None, Query()] = None
+    ) -> dict[str, Any]:
+        """Items nearest to a stored image or text by its stored vector (nothing is re-encoded)."""
+        hits = service.searcher().similar(item_id, k, target)
+        shown: Target = target or ("images" if item_id.startswith("img:") else "texts")
+        return {"query": item_id, "target": shown, "results": hits}
+
+    @router.get("/items/{item_id:path}")
+    def item(item_id: str) -> dict[str, Any]:
+        """One image, text, entity or record: its properties, its record(s) and its entities."""
+        return service.searcher().item(item_id)
+
+    return router
+
+
+def _write_routes(service: ServiceState, settings: Settings) -> APIRouter:
+    """Deleting a record and ingesting a collection (one writer at a time)."""
+    router = APIRouter(tags=["write"])
+
+    @router.delete("/records/{record_id:path}")
+    def delete_record(record_id: str) -> dict[str, Any]:
+        """Delete a record (its source id, e.g. a product id, or its rec: id) from the graph and every index."""
+        return service.delete(record_id)
+
+    @router.post("/ingest", status_code=202, response_model=JobResponse)
+    def ingest(req: IngestRequest) -> dict[str, Any]:
+        """Ingest a collection inside the ingest root, as a background job (progress at /jobs/{id})."""
+        path = service.resolve_ingest_path(req.path)
+        mapping = service.resolve_ingest_path(req.mapping) if req.mapping else None
+        return service.start_ingest(path, req.format, mapping, req.sync).to_json()
+
+    @router.get("/jobs/{job_id}", response_model=JobResponse)
+    def job(job_id: str) -> dict[str, Any]:
+        return service.job(job_id).to_json()
+
+    return router
 
 
 def _parse_where(raw: str | None) -> dict[str, str] | None:

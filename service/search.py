@@ -14,7 +14,7 @@ from typing import Any
 from mmkg.collection import Collection
 from mmkg.errors import UserInputError
 from mmkg.graph.schema import Label, Rel
-from mmkg.retrieval.search import Query
+from mmkg.retrieval.search import DenseRetriever, Query
 
 TARGETS = ("images", "texts")
 
@@ -33,7 +33,7 @@ class Searcher:
         self._hit_maker: Any = None
 
     def retriever(self, mode: str | None = None) -> Any:
-        from mmkg.retrieval.record_search import open_retriever
+        from mmkg.retrieval.record_search import open_retriever  # torch: loaded on the first search
 
         with self._lock:
             if mode not in self._retrievers:
@@ -79,8 +79,6 @@ class Searcher:
 
     def _dense(self) -> Any:
         """Turns (id, score) pairs into hits the way every retriever does (record, attributes, path or text)."""
-        from mmkg.retrieval.search import DenseRetriever
-
         if self._hit_maker is None:
             col = self.collection
             self._hit_maker = DenseRetriever(col.settings, col.store, col.vectors, col.encoder)

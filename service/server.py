@@ -12,7 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
+import uvicorn
+
 from mmkg.errors import UserInputError
+from mmkg.service.app import create_app
 from mmkg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,10 +45,6 @@ def check_bind(settings: Settings, host: str) -> None:
 def serve(
     settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT, ingest_root: Path | None = None
 ) -> int:
-    import uvicorn
-
-    from mmkg.service.app import create_app
-
     check_bind(settings, host)
     if ingest_root is not None and not ingest_root.is_dir():
         raise UserInputError(f"the ingest root is not a folder: {ingest_root}")

@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmkg.collection import open_collection
+from mmkg.encoders.factory import create_encoder
 from mmkg.errors import MmkgError, UserInputError
+from mmkg.ingest.detect import open_source
+from mmkg.ingest.pipeline import Ingestor, resolve_record_ids
 from mmkg.service.search import Searcher
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
@@ -98,8 +102,6 @@ class ServiceState:
 
     def encoder(self) -> Any:
         if self._encoder is None:
-            from mmkg.encoders.factory import create_encoder
-
             self._encoder = create_encoder(self.settings)
         return self._encoder
 
@@ -135,8 +137,6 @@ class ServiceState:
         return view
 
     def _open_view(self, signature: tuple[Any, ...]) -> _View:
-        from mmkg.collection import open_collection
-
         stack = ExitStack()
         try:
             col = stack.enter_context(open_collection(self.settings, read_only=True, encoder=self.encoder()))
@@ -174,8 +174,6 @@ class ServiceState:
 
     def writer(self) -> AbstractContextManager[Any]:
         """The collection opened for writing, under the server's one-writer lock."""
-        from mmkg.collection import open_collection
-
         if not self.write_lock.acquire(blocking=False):
             raise WriteInProgressError("an ingest or delete is already running; try again when it is done")
         stack = ExitStack()
@@ -188,8 +186,6 @@ class ServiceState:
         return _Writer(stack, col)
 
     def delete(self, given: str) -> dict[str, Any]:
-        from mmkg.ingest.pipeline import Ingestor, resolve_record_ids
-
         with self.writer() as col:
             resolved = resolve_record_ids(col.store, [given])
             if resolved.ambiguous:
@@ -217,8 +213,6 @@ class ServiceState:
         return candidate
 
     def start_ingest(self, path: Path, fmt: str | None, mapping: Path | None, sync: bool) -> Job:
-        from mmkg.ingest.detect import open_source
-
         source = open_source(path, fmt, mapping)  # a bad layout is the request's error, before any job
         if self.write_lock.locked():
             raise WriteInProgressError("an ingest or delete is already running; try again when it is done")
@@ -231,8 +225,6 @@ class ServiceState:
         return job
 
     def _run_ingest(self, job: Job, source: Any, sync: bool) -> None:
-        from mmkg.ingest.pipeline import Ingestor
-
         def progress(done: int, total: int | None) -> None:
             job.done, job.total = done, total
             if self.stopping.is_set():

@@ -7,6 +7,7 @@ not trained) is shown as one plain message; anything else is logged on the serve
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -244,8 +245,6 @@ def render_results(settings: Settings, backend: Backend, request: logic.SearchRe
 
 
 def _selection_key(selected: dict[str, list[str]]) -> str:
-    import hashlib
-
     text = "|".join(f"{k}={','.join(sorted(v))}" for k, v in sorted(selected.items()) if v)
     return hashlib.sha1(text.encode()).hexdigest()[:8] if text else "all"
 

@@ -12,6 +12,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from mmkg.collection import Collection, collection_on
+from mmkg.graph.factory import open_store
+from mmkg.graph.neo4j_server import server_uri
 from mmkg.graph.store import GraphStore
 from mmkg.retrieval.search import Hit, Query, Retriever
 from mmkg.settings import Settings
@@ -26,14 +29,8 @@ GRAPH_MODES = ("full", "gnn", "encoder")
 
 
 def open_read_store(settings: Settings) -> GraphStore:
-    """The configured store, read-only for the embedded backend (an ingest may hold the writer's lock)."""
-    if settings.store == "memory":
-        from mmkg.graph.memory import MemoryGraphStore
-
-        return MemoryGraphStore(Workspace(settings.home).graph_dir, read_only=True)
-    from mmkg.graph.factory import open_store
-
-    return open_store(settings)
+    """The configured store, read-only where the backend allows it (an ingest may hold the writer's lock)."""
+    return open_store(settings, read_only=True)
 
 
 def available_modes(settings: Settings) -> list[str]:
@@ -59,7 +56,7 @@ class Backend:
         """Modes of retrievers handed in (tests); else every mode of the ranking engine, whichever were built."""
         self._store_opener = store_opener
         self._lock = threading.RLock()
-        self._parts: tuple[object, object] | None = None
+        self._collection: Collection | None = None
 
     # --- what is shown in the sidebar ----------------------------------------------------
 
@@ -69,7 +66,7 @@ class Backend:
 
     def describe_store(self) -> str:
         if self.settings.store == "neo4j":
-            return f"neo4j at {self.settings.neo4j_uri}"
+            return f"neo4j at {server_uri(self.settings)}"
         return f"memory (embedded) at {Workspace(self.home).graph_dir}"
 
     def modes(self) -> list[str]:
@@ -96,18 +93,16 @@ class Backend:
     def _make_retriever(self, mode: str) -> Retriever:
         from mmkg.retrieval.record_search import RecordRetriever  # torch: loaded once the page shows
 
-        encoder, vectors = self._encoder_and_vectors()
-        return RecordRetriever(self.settings, self.store, vectors, encoder, mode=mode)  # type: ignore[arg-type]
+        col = self.collection()
+        return RecordRetriever(col.settings, col.store, col.vectors, col.encoder, mode=mode)  # type: ignore[arg-type]
 
-    def _encoder_and_vectors(self) -> tuple[object, object]:
-        if self._parts is None:
-            from mmkg.encoders.factory import create_encoder
-            from mmkg.index.vectors import Vectors
-
-            encoder = create_encoder(self.settings)
-            vectors = Vectors.open(self.settings, encoder.dim, encoder.fingerprint)
-            self._parts = (encoder, vectors)
-        return self._parts
+    def collection(self) -> Collection:
+        """The store with the encoder and vector indexes, opened on the first search (the encoder may not be
+        trained yet while the overview already shows)."""
+        with self._lock:
+            if self._collection is None:
+                self._collection = collection_on(self.store, self.settings)
+            return self._collection
 
     def search(self, query: Query, k: int, target: str, mode: str) -> list[Hit]:
         with self._lock:
@@ -116,6 +111,12 @@ class Backend:
 
     def close(self) -> None:
         with self._lock:
+            if self._collection is not None:
+                try:
+                    self._collection.vectors.close()
+                except Exception:  # pragma: no cover - closing is best effort
+                    log.debug("closing the vector indexes failed", exc_info=True)
+                self._collection = None
             if self._store is not None:
                 try:
                     self._store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
@@ -17,13 +18,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mmkg.errors import BadImageError, MmkgError, ModelNotReadyError, StoreUnavailableError, UserInputError
 from mmkg.graph.schema import Edge, Label, Node, Rel, Subgraph
 from mmkg.graph.store import GraphStore
-from mmkg.ingest.images import decode_image
+from mmkg.ingest.images import decode_image, read_image_bytes
 from mmkg.retrieval.search import Hit, display_name, render_path
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
@@ -171,8 +173,6 @@ def share_query(request: SearchRequest) -> str | None:
     """The query string of a link that runs this search again (text searches only: an upload has no link)."""
     if request.is_image or request.text is None:
         return None
-    from urllib.parse import quote
-
     params: dict[str, Any] = {"q": request.text, "target": request.target}
     if request.k != DEFAULT_K:
         params["k"] = request.k
@@ -560,12 +560,6 @@ def markdown_escape(text: str) -> str:
 
 def make_thumbnail(path: str | Path, settings: Settings, size: int = 240) -> bytes | None:
     """A square JPEG thumbnail (the image fitted on a white square), or None when the file cannot be shown."""
-    import io
-
-    from PIL import ImageOps
-
-    from mmkg.ingest.images import read_image_bytes
-
     try:
         data = read_image_bytes(Path(path), settings.max_image_bytes)
         image = decode_image(data, settings.max_image_pixels, name=str(path))
