@@ -42,6 +42,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         store=getattr(args, "store", None),
         encoder=getattr(args, "encoder", None),
         log_level=getattr(args, "log_level", None),
+        ingest_engine=getattr(args, "engine", None),
+        ray_address=getattr(args, "ray_address", None),
+        ingest_workers=getattr(args, "workers", None),
     )
 
 
@@ -326,6 +329,11 @@ def _add_write_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     ing.add_argument("--json", action="store_true", help="print the report as JSON")
     ing.add_argument("--quiet", action="store_true", help="no progress bars")
     ing.add_argument("--sync", action="store_true", help="also delete this source's records it no longer holds")
+    ing.add_argument("--engine", choices=["local", "ray"], help="local threads (default) or Ray Data "
+                     "(env MMKG_INGEST_ENGINE)")
+    ing.add_argument("--ray-address", help="join this Ray cluster (env MMKG_RAY_ADDRESS; default: a local Ray "
+                     "for the ingest)")
+    ing.add_argument("--workers", type=int, help="encoding threads or Ray encoder actors (default: all cores)")
     ing.set_defaults(func=cmd_ingest)
 
     dele = sub.add_parser("delete", parents=[common], help="delete records from the graph and every index")

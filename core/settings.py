@@ -36,6 +36,15 @@ class Settings:
     """Items per encoder batch and per store write batch."""
     ingest_batch: int = 256
     """Records per ingest commit: the unit that a killed ingest may have to redo."""
+    ingest_engine: str = "local"
+    """`local` (threads in this process) or `ray` (Ray Data: a local Ray, or the cluster at `ray_address`)."""
+    ingest_workers: int = 0
+    """Encoding threads (local engine) or encoder actors (ray engine); 0: the machine's (or cluster's) cores."""
+    ray_address: str | None = None
+    """A Ray cluster for `ingest_engine` ray (`ray://host:10001`, `host:6379`, `auto`); unset: a local Ray
+    started for the ingest with `ingest_workers` CPUs and shut down after it."""
+    ray_batch: int = 32
+    """Records per batch an encoder actor receives (measured: benchmarks/ingest_scaling.py)."""
     max_image_pixels: int = 40_000_000
     """Images larger than this are refused (decompression-bomb guard)."""
     max_image_bytes: int = 50_000_000
@@ -94,8 +103,16 @@ class Settings:
             raise UserInputError(f"unknown seed source {self.seed_source!r}: choose faiss or neo4j")
         if self.seed_source == "neo4j" and self.store != "neo4j":
             raise UserInputError("seed source neo4j needs the neo4j store (--store neo4j)")
-        if self.batch_size < 1 or self.ingest_batch < 1:
+        if self.batch_size < 1 or self.ingest_batch < 1 or self.ray_batch < 1:
             raise UserInputError("batch sizes must be at least 1")
+        if self.ingest_engine not in {"local", "ray"}:
+            raise UserInputError(f"unknown ingest engine {self.ingest_engine!r}: choose local or ray")
+        if self.ingest_workers < 0:
+            raise UserInputError("ingest_workers must be 0 (the machine's cores) or more")
+
+    def ingest_threads(self) -> int:
+        """Encoding threads of the local engine: `ingest_workers`, or this machine's cores."""
+        return self.ingest_workers or os.cpu_count() or 1
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

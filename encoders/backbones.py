@@ -179,6 +179,13 @@ class ImageTower:
                 bar.update(len(chunk))
         return out
 
+    def batch_features(self, images: Sequence[Image.Image], view: str = "plain") -> np.ndarray:
+        """`features` of one batch without the tower's lock, for callers that run batches on several threads at
+        once (ingest does, each op on one thread); the model is only read, so this is safe. Not counted."""
+        with torch.inference_mode():
+            x = torch.stack([preprocess_image(im, view) for im in images])
+            return self._forward(x).float().cpu().numpy()
+
     def classify(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[tuple[int, float]]]:
         """ImageNet top-k (class index, probability): a check that the pretrained weights really loaded."""
         with self._lock, torch.inference_mode():

@@ -14,13 +14,13 @@ marker file says they are owed, so a run killed before them makes the next run d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from itertools import combinations, islice
 from pathlib import Path
@@ -31,22 +31,32 @@ from PIL import Image
 from tqdm import tqdm
 
 from mmkg.encoders.base import Encoder
-from mmkg.errors import BadImageError, UserInputError
+from mmkg.errors import UserInputError
 from mmkg.graph import ids
 from mmkg.graph.schema import Edge, Label, Node, Rel
 from mmkg.graph.store import GraphStore
 from mmkg.index.base import VectorIndex
 from mmkg.index.vectors import Vectors
-from mmkg.ingest.entities import Entity, attribute_entities, extract_entities
-from mmkg.ingest.images import load_image, read_image_bytes
+from mmkg.ingest.batch import (
+    BatchGraph,
+    Decoded,
+    Loaded,
+    Prepared,
+    build_graph,
+    decode_record,
+    entity_text,
+    prepare_record,
+    read_record,
+)
+from mmkg.ingest.encoding import EncodePool, Pending
+from mmkg.ingest.engine import Engine, LocalEngine
+from mmkg.ingest.entities import Entity, extract_entities
 from mmkg.ingest.records import Record, Skip
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_SIDE = 1024
-"""Decoded images are shrunk to this before encoding: encoders need far less, memory stays bounded."""
 TAG_THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
 TAG_PRECISION = 0.5
 """A zero-shot tag is written only at scores where, on this collection, tags are right at least this often."""
@@ -86,21 +96,6 @@ class IngestReport:
         }
 
 
-@dataclass
-class _Prepared:
-    rid: str
-    record: Record
-    images: dict[int, tuple[str, Image.Image, Path, tuple[int, int]]]
-    """Readable images by their position in `record.images`: (id, image, path, original size)."""
-    texts: list[tuple[str, str, str, int | None]]
-    """(id, kind, text, position of the one image it describes or None for all of them)."""
-
-    def described(self, position: int | None) -> list[str]:
-        if position is None:
-            return [iid for iid, *_ in self.images.values()]
-        return [self.images[position][0]] if position in self.images else []
-
-
 class Ingestor:
     """Writes records into a graph store and the vector indexes, with entities and image tags."""
 
@@ -110,6 +105,7 @@ class Ingestor:
         self.vectors = vectors
         self.encoder = encoder
         self._touched_entities: set[str] = set()
+        self._pool: EncodePool | None = None
 
     def run(
         self,
@@ -120,8 +116,9 @@ class Ingestor:
         sync: bool = False,
         on_progress: Callable[[int, int | None], None] | None = None,
     ) -> IngestReport:
-        """Ingest `records` of `source`. `sync`: then delete the source's records it no longer holds.
-        `on_progress(done, total)` is called after each batch (the API's job progress)."""
+        """Ingest `records` of `source` with the configured engine (`settings.ingest_engine`). `sync`: then
+        delete the source's records it no longer holds. `on_progress(done, total)` is called after each batch
+        (the API's job progress)."""
         started = time.perf_counter()
         report = IngestReport(source=source)
         owed = self._passes_owed()
@@ -129,23 +126,25 @@ class Ingestor:
         unattributed = 0
         done = 0
         bar = tqdm(total=total, desc=f"ingest {source}", unit="rec", disable=not progress)
-        for batch in _batched(iter(records), self.settings.ingest_batch):
-            usable: list[Record] = []
-            for item in batch:
-                if isinstance(item, Skip):
-                    report.skipped.append(item)
-                    if item.record is None:
-                        unattributed += 1
+        with self._engine() as engine, EncodePool(self.encoder, self.settings.ingest_threads()) as self._pool:
+            for batch in engine.batches(records, source, self.known_digests):
+                usable: list[Loaded] = []
+                for item in batch:
+                    if isinstance(item, Skip):
+                        report.skipped.append(item)
+                        if item.record is None:
+                            unattributed += 1
+                        else:
+                            held.add(ids.record_id(source, item.record))
                     else:
-                        held.add(ids.record_id(source, item.record))
-                else:
-                    usable.append(item)
-                    held.add(ids.record_id(source, item.id))
-            self._ingest_batch(usable, source, report)
-            bar.update(len(batch))
-            done += len(batch)
-            if on_progress is not None:
-                on_progress(done, total)
+                        usable.append(item)
+                        held.add(item.read.rid)
+                self._ingest_batch(usable, source, report)
+                bar.update(len(batch))
+                done += len(batch)
+                if on_progress is not None:
+                    on_progress(done, total)
+        self._pool = None
         bar.close()
         if sync:
             report.deleted = self._sync(source, held, unattributed)
@@ -154,6 +153,21 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         atomic_write_json(Workspace(self.settings.home).last_ingest, report.to_json())
         return report
+
+    def _engine(self) -> AbstractContextManager[Engine]:
+        if self.settings.ingest_engine == "ray":
+            from mmkg.ingest.ray_engine import RayEngine  # ray: imported for this engine only
+
+            return RayEngine(self.settings)
+        return LocalEngine(self.settings)
+
+    def known_digests(self, rids: Sequence[str]) -> dict[str, str]:
+        """The content digest of each of `rids` that is stored complete (an engine may skip reading those)."""
+        return {
+            rid: str(node.props["content_hash"])
+            for rid, node in self.store.get_nodes(list(rids)).items()
+            if node.props.get("complete") and node.props.get("content_hash")
+        }
 
     def _sync(self, source: str, held: set[str], unattributed: int) -> list[str]:
         """Delete the records of `source` it no longer holds; refuse when that cannot be told safely."""
@@ -281,104 +295,138 @@ class Ingestor:
 
     # --- one batch -------------------------------------------------------------------------
 
-    def _ingest_batch(self, records: Sequence[Record], source: str, report: IngestReport) -> None:
-        rids = [ids.record_id(source, r.id) for r in records]
-        existing = self.store.get_nodes(rids)
-        prepared: list[_Prepared] = []
-        hashes: dict[str, str] = {}
-        replaced: list[str] = []
-        changed: set[str] = set()
-        seen: set[str] = set()
-        for rid, record in zip(rids, records, strict=True):
-            if rid in seen:
-                report.skipped.append(Skip(record.id, "duplicate record id in this source"))
-                continue
-            seen.add(rid)
-            digest = record_hash(record, self.settings.max_image_bytes)
-            node = existing.get(rid)
-            if node is not None and node.props.get("complete") and node.props.get("content_hash") == digest:
-                report.already_present += 1
-                continue
-            item = self._prepare(rid, record, report)
-            if item is None:
-                continue  # unusable now: an older version, if any, stays (bad input loses nothing)
-            prepared.append(item)
-            hashes[rid] = digest
-            if node is not None:  # changed at the source, or left incomplete by a killed run
-                replaced.append(rid)
-                if node.props.get("complete"):
-                    changed.add(rid)
+    def _ingest_batch(self, items: Sequence[Loaded], source: str, report: IngestReport) -> None:
+        """Triage against the store, prepare, then write: the graph, the vectors, and last the `complete` marks."""
+        verdicts = self._triage(items)
+        prepared, hashes, replaced, changed = self._prepare_batch(items, verdicts, report)
         if not prepared:
             return
         self._owe_passes()
-
-        text_rows = [t for p in prepared for t in p.texts]
-        text_entities = extract_entities([text for _, _, text, _ in text_rows])
-        entities_of_text = {row[0]: ents for row, ents in zip(text_rows, text_entities, strict=True)}
-
-        nodes: dict[str, Node] = {}
-        edges: list[Edge] = []
-        entity_names: dict[str, Entity] = {}
-        record_entities: dict[str, list[str]] = {}
-        for p in prepared:
-            attrs = attribute_entities(p.record.attributes)
-            mentioned: list[str] = []
-            for iid, _, path, (w, h) in p.images.values():
-                nodes[iid] = Node(iid, Label.IMAGE, {"path": str(path), "width": w, "height": h, "record": p.rid})
-                edges.append(Edge(p.rid, iid, Rel.HAS))
-            for tid, kind, text, position in p.texts:
-                nodes[tid] = Node(tid, Label.TEXT, {"text": text, "kind": kind, "record": p.rid})
-                edges.append(Edge(p.rid, tid, Rel.HAS))
-                for iid in p.described(position):
-                    edges.append(Edge(tid, iid, Rel.DESCRIBES))
-                for ent in entities_of_text[tid]:
-                    eid = ids.entity_id(ent.name)
-                    entity_names[eid] = ent
-                    edges.append(Edge(tid, eid, Rel.MENTIONS, {"source": "text"}))
-                    mentioned.append(eid)
-            for ent in attrs:
-                eid = ids.entity_id(ent.name)
-                entity_names[eid] = ent
-                if p.images:
-                    for iid, *_ in p.images.values():
-                        edges.append(Edge(iid, eid, Rel.DEPICTS, {"score": 1.0, "source": "attribute"}))
-                else:
-                    for tid, *_ in p.texts:
-                        edges.append(Edge(tid, eid, Rel.MENTIONS, {"source": "attribute"}))
-            attr_ids = [ids.entity_id(e.name) for e in attrs]
-            record_entities[p.rid] = list(dict.fromkeys(attr_ids + mentioned))
-            nodes[p.rid] = Node(
-                p.rid,
-                Label.RECORD,
-                {
-                    "source": source,
-                    "source_id": p.record.id,
-                    "attributes": [f"{k}:{v}" for k, v in p.record.attributes],
-                    "complete": False,
-                },
-            )
-        for eid, ent in entity_names.items():
-            nodes[eid] = Node(eid, Label.ENTITY, {"name": ent.name, "kind": ent.kind})
-
-        # Graph first (records still incomplete; an old version deleted in the same commit), then
-        # vectors, then mark complete; vectors of nodes the new version dropped go last.
-        gone = self._remove_records(replaced, keep=nodes) if replaced else set()
-        self.store.upsert_nodes(list(nodes.values()))
-        self.store.upsert_edges(edges)
-        report.new_images += self._add_image_vectors(prepared)
-        report.new_texts += self._add_vectors(self.vectors.texts, {row[0]: row[2] for row in text_rows})
-        report.new_entities += self._add_vectors(
-            self.vectors.entities, {eid: entity_text(ent) for eid, ent in entity_names.items()}
+        given = {k: v for item in items for k, v in item.vectors.items()}
+        # Image batches start on the encoding threads first; spaCy runs here meanwhile, and the text towers
+        # start after it (a model's first load imports modules, which two threads must not do at once).
+        images = self._new_vectors(
+            self.vectors.images, {im.iid: im.image for p in prepared for im in p.images.values()}, given, self._images
         )
+        graph = build_graph(prepared, source, self._entities(prepared, items))
+        texts = self._new_vectors(
+            self.vectors.texts, {tid: text for p in prepared for tid, _, text, _ in p.texts}, given, self._texts
+        )
+        entities = self._new_vectors(
+            self.vectors.entities, {eid: entity_text(ent) for eid, ent in graph.entities.items()}, given, self._texts
+        )
+        added = self._write_batch(graph, hashes, replaced, [images, texts, entities])
+        report.new_images += added[0]
+        report.new_texts += added[1]
+        report.new_entities += added[2]
+        report.updated += len(changed)
+        report.ingested += len(prepared) - len(changed)
+
+    def _triage(self, items: Sequence[Loaded]) -> list[str | Node | None]:
+        """Per item: "duplicate" (its id came earlier in the batch), "present" (stored complete with the same
+        content), else the stored node it replaces (None: new)."""
+        existing = self.store.get_nodes([item.read.rid for item in items])
+        verdicts: list[str | Node | None] = []
+        seen: set[str] = set()
+        for item in items:
+            rid = item.read.rid
+            node = existing.get(rid)
+            if rid in seen:
+                verdicts.append("duplicate")
+            elif node is not None and node.props.get("complete") and node.props.get("content_hash") == item.read.digest:
+                verdicts.append("present")
+            else:
+                verdicts.append(node)
+            seen.add(rid)
+        return verdicts
+
+    def _prepare_batch(
+        self, items: Sequence[Loaded], verdicts: Sequence[str | Node | None], report: IngestReport
+    ) -> tuple[list[Prepared], dict[str, str], list[str], set[str]]:
+        """The records to write, their digests, those that replace a stored version, and those of them that were
+        complete (changed at the source); Skips and already-present records reported in source order."""
+        todo = [item for item, verdict in zip(items, verdicts, strict=True) if not isinstance(verdict, str)]
+        for item, decoded in zip(todo, self._map(self._decode, todo), strict=True):
+            item.decoded = decoded
+        prepared: list[Prepared] = []
+        hashes: dict[str, str] = {}
+        replaced: list[str] = []
+        changed: set[str] = set()
+        for item, verdict in zip(items, verdicts, strict=True):
+            if verdict == "duplicate":
+                report.skipped.append(Skip(item.read.record.id, "duplicate record id in this source"))
+                continue
+            if verdict == "present":
+                report.already_present += 1
+                continue
+            assert item.decoded is not None and not isinstance(verdict, str)
+            ready, skips = prepare_record(item.read, item.decoded)
+            report.skipped.extend(skips)
+            if ready is None:
+                continue  # unusable now: an older version, if any, stays (bad input loses nothing)
+            prepared.append(ready)
+            hashes[ready.rid] = item.read.digest
+            if verdict is not None:  # changed at the source, or left incomplete by a killed run
+                replaced.append(ready.rid)
+                if verdict.props.get("complete"):
+                    changed.add(ready.rid)
+        return prepared, hashes, replaced, changed
+
+    def _decode(self, item: Loaded) -> Decoded:
+        """The item's decoded images: the engine's, else decoded here (read again where the engine dropped the
+        bytes because the record looked unchanged)."""
+        if item.decoded is not None:
+            return item.decoded
+        read = item.read
+        if read.record.images and not read.blobs:
+            item.read = read = read_record(read.record, read.rid, self.settings.max_image_bytes)
+        return decode_record(read, self.settings.max_image_pixels)
+
+    def _entities(self, prepared: Sequence[Prepared], items: Sequence[Loaded]) -> dict[str, list[Entity]]:
+        """Entities of each text of the batch: the engine's, else extracted here (spaCy, batched)."""
+        found: dict[str, list[Entity]] = {}
+        for item in items:
+            found.update(item.entities or {})
+        rows = [(tid, text) for p in prepared for tid, _, text, _ in p.texts if tid not in found]
+        extracted = extract_entities([text for _, text in rows])
+        found.update({tid: ents for (tid, _), ents in zip(rows, extracted, strict=True)})
+        return found
+
+    def _new_vectors(
+        self, index: VectorIndex, candidates: dict[str, Any], given: dict[str, np.ndarray], encode: Callable[..., Any]
+    ) -> tuple[VectorIndex, list[str], Callable[[], np.ndarray]]:
+        """The ids `index` lacks and a callable giving their vectors: the engine's, the rest being encoded now
+        (started at once on the encoding threads; the callable waits for them)."""
+        have = index.present(list(candidates))
+        new = [k for k in candidates if k not in have]
+        missing = [k for k in new if k not in given]
+        pending = encode([candidates[k] for k in missing])
+
+        def vectors() -> np.ndarray:
+            computed = dict(zip(missing, pending.result(), strict=True))
+            rows = [given[k] if k in given else computed[k] for k in new]
+            return np.asarray(rows, dtype=np.float32).reshape(len(new), -1)
+
+        return index, new, vectors
+
+    def _write_batch(
+        self,
+        graph: BatchGraph,
+        hashes: dict[str, str],
+        replaced: list[str],
+        vectors: Sequence[tuple[VectorIndex, list[str], Callable[[], np.ndarray]]],
+    ) -> list[int]:
+        """Graph first (records still incomplete; an old version deleted in the same commit), then vectors, then
+        mark complete; vectors of nodes the new version dropped go last. Returns the vectors added per index."""
+        gone = self._remove_records(replaced, keep=graph.nodes) if replaced else set()
+        self.store.upsert_nodes(list(graph.nodes.values()))
+        self.store.upsert_edges(graph.edges)
+        added = [index.add(new, compute()) if new else 0 for index, new, compute in vectors]
         self.vectors.save()
         self.store.upsert_nodes(
             [
-                Node(
-                    p.rid,
-                    Label.RECORD,
-                    {"complete": True, "entities": record_entities[p.rid], "content_hash": hashes[p.rid]},
-                )
-                for p in prepared
+                Node(rid, Label.RECORD, {"complete": True, "entities": entities, "content_hash": hashes[rid]})
+                for rid, entities in graph.record_entities.items()
             ]
         )
         self.store.commit()
@@ -386,49 +434,21 @@ class Ingestor:
         if replaced:
             self._drop_search_caches()
         Workspace(self.settings.home).bump_revision()
-        report.updated += len(changed)
-        report.ingested += len(prepared) - len(changed)
+        return added
 
-    def _prepare(self, rid: str, record: Record, report: IngestReport) -> _Prepared | None:
-        images: dict[int, tuple[str, Image.Image, Path, tuple[int, int]]] = {}
-        for position, path in enumerate(record.images):
-            try:
-                img, data = load_image(path, self.settings.max_image_bytes, self.settings.max_image_pixels)
-            except BadImageError as exc:
-                report.skipped.append(Skip(str(path), str(exc)))
-                continue
-            size = img.size
-            img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-            images[position] = (ids.image_id(data), img, path, size)
-        texts: list[tuple[str, str, str, int | None]] = []
-        for field_ in record.texts:
-            text = field_.text.strip()
-            if text:
-                texts.append((ids.text_id(rid, field_.kind, text), field_.kind, text, field_.image))
-        if record.images and not images and not texts:
-            report.skipped.append(Skip(record.id, "record has no readable image and no text"))
-            return None
-        if not images and not texts:
-            report.skipped.append(Skip(record.id, "record has neither image nor text"))
-            return None
-        return _Prepared(rid, record, images, list(dict.fromkeys(texts)))
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return self._pool.map(fn, items) if self._pool is not None else [fn(item) for item in items]
 
-    def _add_image_vectors(self, prepared: Sequence[_Prepared]) -> int:
-        candidates = {iid: img for p in prepared for iid, img, *_ in p.images.values()}
-        have = self.vectors.images.present(list(candidates))
-        new = {iid: img for iid, img in candidates.items() if iid not in have}
-        if not new:
-            return 0
-        vecs = self.encoder.encode_images(list(new.values()), progress=len(new) > 512)
-        return self.vectors.images.add(list(new), vecs)
+    def _images(self, images: list[Image.Image | None]) -> Pending:
+        return self._encoding_pool().images([im for im in images if im is not None])
 
-    def _add_vectors(self, index: VectorIndex, texts: dict[str, str]) -> int:
-        have = index.present(list(texts))
-        new = {k: v for k, v in texts.items() if k not in have}
-        if not new:
-            return 0
-        vecs = self.encoder.encode_texts(list(new.values()), progress=len(new) > 512)
-        return index.add(list(new), vecs)
+    def _texts(self, texts: list[str]) -> Pending:
+        return self._encoding_pool().texts(texts)
+
+    def _encoding_pool(self) -> EncodePool:
+        if self._pool is None:  # a batch written outside `run` (none today): one thread, started for it
+            self._pool = EncodePool(self.encoder, 1).__enter__()
+        return self._pool
 
     # --- collection-wide passes ------------------------------------------------------------
 
@@ -594,33 +614,6 @@ def resolve_record_ids(store: GraphStore, given: Sequence[str], source: str | No
             out.missing.append(g)
     out.found = list(dict.fromkeys(out.found))
     return out
-
-
-def record_hash(record: Record, max_image_bytes: int) -> str:
-    """What a record says, as a digest: texts, attributes, and each image's path and bytes.
-
-    Stored on the Record node; a re-ingest compares it to tell an edited record from an unchanged one.
-    An unreadable image enters as its error, so a record that stays broken the same way stays unchanged.
-    """
-    images: list[str] = []
-    for path in record.images:
-        try:
-            images.append(f"{path}\x1f{ids.image_id(read_image_bytes(path, max_image_bytes))}")
-        except BadImageError as exc:
-            images.append(f"{path}\x1fbad: {exc}")
-    content = {
-        "texts": [[t.kind, t.text.strip(), t.image] for t in record.texts],
-        "attributes": [list(a) for a in record.attributes],
-        "images": images,
-    }
-    return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:32]
-
-
-def entity_text(entity: Entity) -> str:
-    """What an entity's vector encodes: the value of an attribute (`navy blue`), else the name."""
-    if entity.kind == "attribute" and ":" in entity.name:
-        return entity.name.split(":", 1)[1]
-    return entity.name
 
 
 def _batched(it: Iterator[Any], n: int) -> Iterator[list[Any]]:
