@@ -60,10 +60,14 @@ class QueryLinker:
             for start in range(len(tokens) - n + 1):
                 for eid, name in self._by_key.get(tokens[start : start + n], []):
                     found.setdefault(eid, QueryEntity(eid, name, "mentions"))
+        named: dict[str, str] = {}
         for ent in extract_entities([text])[0]:
-            eid = ids.entity_id(ent.name)
-            if eid not in found and self.store.get_nodes([eid]):
-                found[eid] = QueryEntity(eid, ent.name, "mentions")
+            if ids.entity_id(ent.name) not in found:
+                named.setdefault(ids.entity_id(ent.name), ent.name)
+        known = self.store.get_nodes(list(named)) if named else {}  # one store round trip for all of them
+        for eid, name in named.items():
+            if eid in known:
+                found[eid] = QueryEntity(eid, name, "mentions")
         return list(found.values())
 
     def for_vector(self, vector: np.ndarray, k: int, min_score: float) -> list[QueryEntity]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmkg.gnn.propagate import propagate, refine_query
+from mmkg.retrieval.candidates import PER_SIGNAL, DenseSignal, best_rows, standardise_rows
 from mmkg.retrieval.records import RecordTable, segment_max
 from mmkg.workspace import atomic_write_json
 
@@ -46,6 +48,8 @@ GRAPH_SIGNALS = ("graph_entity", "graph_image", "graph_text")
 SIGNALS = BASE_SIGNALS + GRAPH_SIGNALS
 CHUNK = 256
 """Queries scored together: bounds memory at CHUNK x records floats per signal."""
+EXACT_MAX = 20_000
+"""Up to this many records one search scores every record; above, a candidate set (retrieval/candidates.py)."""
 
 
 @dataclass(frozen=True)
@@ -150,13 +154,16 @@ class Scored:
 class RecordRanker:
     """Scores queries against every record of a `RecordTable` (see the module docstring)."""
 
-    def __init__(self, table: RecordTable, config: RankingConfig | None = None) -> None:
+    def __init__(self, table: RecordTable, config: RankingConfig | None = None, exact_max: int = EXACT_MAX) -> None:
         self.table = table
         self.config = config or RankingConfig()
-        t = table
-        self._knowledge = (t.rec_entity, t.rec_tag)
-        self._profile_cache: dict[float, sp.csr_matrix] = {}
+        self.exact_max = exact_max
+        self._have_cache: dict[float, sp.csr_matrix] = {}
+        self._profile_cache: dict[float, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
         self._refined_cache: dict[tuple[float, int, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._dense_cache: dict[object, DenseSignal] = {}
+        self.timings: dict[str, float] = {}
+        """Seconds per stage of the last candidate search (`sparse`, `dense`, `graph`, `final`): for benchmarks."""
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -221,16 +228,24 @@ class RecordRanker:
                     cols.append(col)
                     vals.append(v / total)
         q = sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(entities), len(t.entity_ids)))
-        have = t.rec_entity + tag_weight * t.rec_tag
-        return np.asarray((q @ have.T).todense(), dtype=np.float32)
+        return np.asarray((q @ self._have_t(tag_weight)).todense(), dtype=np.float32)
 
-    def _entity_profiles(self, tag_weight: float) -> sp.csr_matrix:
-        """Records x entities, IDF-weighted and L2-normalised: what graph_entity compares."""
+    def _have_t(self, tag_weight: float) -> sp.csr_matrix:
+        """Entities x records: stated knowledge plus `tag_weight` x predicted (kept transposed: a query's product
+        with it then touches only the records of its entities)."""
+        if tag_weight not in self._have_cache:
+            t = self.table
+            self._have_cache[tag_weight] = (t.rec_entity + tag_weight * t.rec_tag).T.tocsr()
+        return self._have_cache[tag_weight]
+
+    def _entity_profiles(self, tag_weight: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Records x entities, IDF-weighted and L2-normalised: what graph_entity compares (and its transpose)."""
         if tag_weight not in self._profile_cache:
             t = self.table
             m = (t.rec_entity + tag_weight * t.rec_tag).tocsr() @ sp.diags(t.idf)
             norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-            self._profile_cache[tag_weight] = (sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m).tocsr()
+            prof = (sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m).tocsr()
+            self._profile_cache[tag_weight] = (prof, prof.T.tocsr())
         return self._profile_cache[tag_weight]
 
     def graph_signals(self, stage1: np.ndarray, weights: RankWeights) -> tuple[dict[str, np.ndarray], np.ndarray,
@@ -249,9 +264,9 @@ class RecordRanker:
         start = sp.csr_matrix((p.ravel(), (np.repeat(np.arange(n_q), m), seeds.ravel())), shape=(n_q, n_r))
         out: dict[str, np.ndarray] = {}
         if weights.graph_entity and len(t.entity_ids):
-            prof = self._entity_profiles(weights.tag_weight)
+            prof, prof_t = self._entity_profiles(weights.tag_weight)
             q_prof = start @ prof
-            out["graph_entity"] = _standardise(np.asarray((q_prof @ prof.T).todense(), dtype=np.float32))
+            out["graph_entity"] = _standardise(np.asarray((q_prof @ prof_t).todense(), dtype=np.float32))
         if weights.graph_image and t.image_vecs.shape[0]:
             centre = start @ t.record_image_vecs
             out["graph_image"] = _standardise(_masked(centre @ t.record_image_vecs.T, t.has_image))
@@ -277,6 +292,130 @@ class RecordRanker:
             np.concatenate([p.seeds for p in parts]),
             np.concatenate([p.seed_weights for p in parts]),
         )
+
+    def search_scores(self, queries: QuerySet, weights: RankWeights | None = None,
+                      within: np.ndarray | None = None, least: int = 10) -> Scored:
+        """One query's scores for a search. Up to `exact_max` records: `score`. Above: over a candidate set
+        (retrieval/candidates.py) holding at least `least` of the rows `within` (every row when None) where
+        they exist; a candidate scores exactly as in `score`, any other record has fused -inf and NaN signals."""
+        w = weights or self.config.for_kind(queries.kind)
+        if len(queries) != 1 or len(self.table) <= self.exact_max:
+            return self.score(queries, w)
+        return self._score_candidates(queries, w, within, least)
+
+    def _dense_signal(self, name: str, weights: RankWeights) -> tuple[DenseSignal, tuple[object, ...]]:
+        """The dense signal `name` (`image`, `text`, `gnn`, `graph_image`, `graph_text`), built once."""
+        t = self.table
+        key: tuple[object, ...] = (name,) if name != "gnn" else (name, weights.gnn_alpha, weights.gnn_hops,
+                                                                 weights.tag_weight)
+        if key not in self._dense_cache:
+            if name == "image":
+                sig = DenseSignal.build(t.rec_image, t.image_vecs)
+            elif name == "text":
+                sig = DenseSignal.build(t.rec_text, t.text_vecs)
+            elif name == "gnn":
+                sig = DenseSignal.build(sp.identity(len(t), np.float32, format="csr"), self.refined(weights)[0])
+            else:
+                present, vecs = ((t.has_image, t.record_image_vecs) if name == "graph_image"
+                                 else (t.has_text, t.record_text_vecs))
+                sig = DenseSignal.build(sp.diags(present.astype(np.float32), format="csr"), vecs)
+                sig.share_index_with(self._dense_signal(name.removeprefix("graph_"), weights)[0])
+            self._dense_cache[key] = sig
+        return self._dense_cache[key], key
+
+    def prepare_search(self, weights: RankWeights) -> None:
+        """Build what fast single searches need (the candidate indexes) now rather than on the first search."""
+        if len(self.table) <= self.exact_max:
+            return
+        t = self.table
+        names = [n for n, on in (("image", t.image_vecs.shape[0]), ("text", t.text_vecs.shape[0]),
+                                 ("gnn", weights.gnn), ("graph_image", weights.graph_image and t.image_vecs.shape[0]),
+                                 ("graph_text", weights.graph_text and t.text_vecs.shape[0])) if on]
+        for name in names:
+            self._dense_signal(name, weights)[0].ensure_index()
+
+    def _score_candidates(self, queries: QuerySet, w: RankWeights, within: np.ndarray | None, least: int) -> Scored:
+        t = self.table
+        clock = [time.perf_counter()]
+
+        def lap(stage: str) -> None:
+            clock.append(time.perf_counter())
+            self.timings[stage] = clock[-1] - clock[-2]
+
+        n = len(t)
+        q = queries.vectors[0].astype(np.float32)
+        full: dict[str, np.ndarray] = {}  # sparse signals: exact over every record (cheap)
+        if queries.texts is not None:
+            full["lexical"] = _standardise(t.bm25.scores(queries.texts[0])[None, :])[0]
+        if queries.entities and len(t.entity_ids):
+            full["attribute"] = _standardise(self.entity_share(queries.entities, w.tag_weight))[0]
+        lap("sparse")
+        dense: dict[str, tuple[DenseSignal, np.ndarray]] = {}
+        if t.image_vecs.shape[0]:
+            dense["image"] = (self._dense_signal("image", w)[0], q)
+        if t.text_vecs.shape[0]:
+            dense["text"] = (self._dense_signal("text", w)[0], q)
+        if w.gnn:
+            sig = self._dense_signal("gnn", w)[0]
+            near = np.unique(sig.nearest(q, PER_SIGNAL))
+            links = self._query_links(queries.entities) if queries.entities else None
+            records, entities = self.refined(w)
+            refined = refine_query(q[None, :], records[near], entities, w.gnn_alpha, entity_weights=links)[0]
+            dense["gnn"] = (sig, refined)
+        pools = [best_rows(v, PER_SIGNAL) for v in full.values()]
+        pools += [sig.nearest(v, PER_SIGNAL) for sig, v in dense.values()]
+        cand = np.unique(np.concatenate(pools)) if pools else np.arange(n)
+        moments = {name: sig.moments(v) for name, (sig, v) in dense.items()}
+        stage1 = self._fused_at(cand, full, dense, moments, w)
+        lap("dense")
+
+        seeds = np.zeros((1, 0), np.int64)
+        seed_w = np.zeros((1, 0), np.float32)
+        m = min(w.seeds, len(cand))
+        if w.uses_graph() and m:
+            top = np.argpartition(-stage1, m - 1)[:m] if m < len(cand) else np.arange(len(cand))
+            seeds = cand[top][None, :]
+            z = stage1[top] / max(w.temperature, 1e-6)
+            p = np.exp(z - z.max())
+            seed_w = (p / p.sum()).astype(np.float32)[None, :]
+            start = sp.csr_matrix((seed_w[0], (np.zeros(m, np.int64), seeds[0])), shape=(1, n))
+            if w.graph_entity and len(t.entity_ids):
+                prof, prof_t = self._entity_profiles(w.tag_weight)
+                full["graph_entity"] = _standardise(np.asarray(((start @ prof) @ prof_t).todense(), np.float32))[0]
+                pools.append(best_rows(full["graph_entity"], PER_SIGNAL))
+            for name, on, vecs in (("graph_image", w.graph_image and t.image_vecs.shape[0], t.record_image_vecs),
+                                   ("graph_text", w.graph_text and t.text_vecs.shape[0], t.record_text_vecs)):
+                if on:
+                    sig = self._dense_signal(name, w)[0]
+                    centre = (start @ vecs)[0].astype(np.float32)
+                    dense[name] = (sig, centre)
+                    moments[name] = sig.moments(centre)
+                    pools.append(sig.nearest(centre, PER_SIGNAL))
+            cand = np.unique(np.concatenate(pools))
+        lap("graph")
+        if within is not None and len(np.intersect1d(cand, within, assume_unique=True)) < least:
+            cand = np.union1d(cand, within)
+        signals: dict[str, np.ndarray] = {s: v[None, :] for s, v in full.items()}
+        for name, (sig, v) in dense.items():
+            full_row = np.full(n, np.nan, np.float32)
+            full_row[cand] = standardise_rows(sig.raw(v, cand), *moments[name])
+            signals[name] = full_row[None, :]
+        at = {s: v[:, cand] for s, v in signals.items()}
+        fused = np.full((1, n), -np.inf, np.float32)
+        fused[0, cand] = fuse(at, w, BASE_SIGNALS, 1, len(cand))[0]
+        if w.uses_graph():  # summed in the order `score` sums them, so the floats agree
+            fused[0, cand] += fuse(at, w, GRAPH_SIGNALS, 1, len(cand))[0]
+        lap("final")
+        return Scored(signals, fused, seeds, seed_w)
+
+    @staticmethod
+    def _fused_at(rows: np.ndarray, full: dict[str, np.ndarray], dense: dict[str, tuple[DenseSignal, np.ndarray]],
+                  moments: dict[str, tuple[float, float]], w: RankWeights) -> np.ndarray:
+        """The weighted sum of the base signals at `rows` (dense ones standardised by the collection's moments)."""
+        at = {s: v[rows][None, :] for s, v in full.items()}
+        for name, (sig, v) in dense.items():
+            at[name] = standardise_rows(sig.raw(v, rows), *moments[name])[None, :]
+        return fuse(at, w, BASE_SIGNALS, 1, len(rows))[0]
 
     def _score_chunk(self, queries: QuerySet, w: RankWeights) -> Scored:
         signals = self.base_signals(queries, w)

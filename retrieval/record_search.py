@@ -91,6 +91,8 @@ class RecordRetriever(Retriever):
         self.mode = mode
         self.table = table if table is not None else open_table(settings, store, vectors, encoder)
         self.ranker = RecordRanker(self.table, config or RankingConfig.load(ranking_path(settings)))
+        for kind in ("text", "image"):  # a large collection's candidate indexes: built now, not on a user's search
+            self.ranker.prepare_search(self.weights(kind, "images"))
         self.linker = QueryLinker(store, vectors.entities)
 
     # --- public API -------------------------------------------------------------------------
@@ -104,9 +106,15 @@ class RecordRetriever(Retriever):
         if len(self.table) == 0:
             raise UserInputError("the workspace holds no records yet: run `mmkg ingest PATH` first")
         qs, entities = self.prepare(query)
+        return self.ranked(qs, entities, k, target, where)
+
+    def ranked(self, qs: QuerySet, entities: list[QueryEntity], k: int, target: Target,
+               where: Mapping[str, str] | None = None) -> list[Hit]:
+        """The hits of a query already prepared (`prepare`): what `search` does once the query is encoded."""
         weights = self.weights(qs.kind, target)
-        scored = self.ranker.score(qs, weights)
         rows = self.candidates(target, where)
+        scored = self.ranker.search_scores(qs, weights, within=rows, least=k)
+        rows = rows[np.isfinite(scored.fused[0][rows])]  # on a large collection only candidates are scored
         order = rows[np.argsort(-scored.fused[0][rows], kind="stable")]
         hits: list[Hit] = []
         shown: set[str] = set()
@@ -128,7 +136,8 @@ class RecordRetriever(Retriever):
         qs, entities = self.prepare(query)
         nt: Target = target or ("images" if self.table.has_image[row] else "texts")
         weights = self.weights(qs.kind, nt)
-        return self.explain_row(row, qs, self.ranker.score(qs, weights), weights, entities)
+        scored = self.ranker.search_scores(qs, weights, within=np.array([row]), least=1)
+        return self.explain_row(row, qs, scored, weights, entities)
 
     def prepare(self, query: Query) -> tuple[QuerySet, list[QueryEntity]]:
         """The query as the ranker takes it: its vector, its text, the entities it links to."""

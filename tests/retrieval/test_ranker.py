@@ -141,3 +141,25 @@ def test_filters_keep_only_records_that_state_the_value(catalog: tuple) -> None:
     retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
     hits = retriever.search(Query(text="shoes"), k=5, where={"gender": "Women"})
     assert hits and all("gender:Women" in h.attributes for h in hits)
+
+
+def test_candidate_search_scores_candidates_exactly(catalog: tuple) -> None:
+    """Above `exact_max` records one search scores a candidate set (HNSW nearest rows, moments for the z-scores);
+    forced on the small catalog, where every record is a candidate, it gives the exact scores and ranking."""
+    from mmkg.retrieval.ranker import RecordRanker
+
+    gallery, encoder, settings, held_out = catalog
+    forced = RecordRanker(gallery.table, gallery.ranker.config, exact_max=0)
+    columns = np.flatnonzero(gallery.table.has_image)
+    texts = text_queries(gallery, encoder, TEXTS)
+    images = image_queries(gallery, encoder, [r.images[0] for r in held_out[:3]], settings)
+    for queries in (texts, images):
+        for i in range(len(queries)):
+            one = queries.take([i])
+            exact = gallery.ranker.score(one)
+            fast = forced.search_scores(one, within=columns)
+            assert set(forced.timings) >= {"sparse", "dense", "final"}
+            np.testing.assert_allclose(fast.fused[0][columns], exact.fused[0][columns], rtol=1e-4, atol=1e-4)
+            for name, values in exact.signals.items():
+                np.testing.assert_allclose(fast.signals[name][0][columns], values[0][columns], rtol=1e-4, atol=1e-4)
+            assert sorted(fast.seeds[0]) == sorted(exact.seeds[0])
