@@ -44,7 +44,8 @@ class Settings:
     """A Ray cluster for `ingest_engine` ray (`ray://host:10001`, `host:6379`, `auto`); unset: a local Ray
     started for the ingest with `ingest_workers` CPUs and shut down after it."""
     ray_batch: int = 32
-    """Records per batch an encoder actor receives (measured: benchmarks/ingest_scaling.py)."""
+    """Records per batch an encoder actor receives: about a second of encoding a core, so that the per-batch
+    overhead of Ray stays small and a thousand records still spread over the actors."""
     max_image_pixels: int = 40_000_000
     """Images larger than this are refused (decompression-bomb guard)."""
     max_image_bytes: int = 50_000_000

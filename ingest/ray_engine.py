@@ -47,8 +47,9 @@ class RayEngine:
     def __enter__(self) -> RayEngine:
         import ray  # Ray: imported for this engine only
 
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines are noise here
         if not ray.is_initialized():
-            options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+            options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                                        "log_to_driver": False}
             try:
                 if self.settings.ray_address:
@@ -107,7 +108,7 @@ class RayEngine:
             RayEncoder,
             fn_constructor_args=(self.settings,),
             batch_size=self.settings.ray_batch,
-            concurrency=self.workers(),
+            compute=ray.data.ActorPoolStrategy(size=self.workers()),
             num_cpus=1,
             batch_format="numpy",
         )
