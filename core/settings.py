@@ -52,10 +52,14 @@ class Settings:
     tag_top_k: int = 5
     """Zero-shot image tags kept per image (DEPICTS edges)."""
     tag_min_score: float = 0.2
-    seed_source: str = "faiss"
-    """Where nearest-neighbour seeds come from: `faiss` (workspace indexes) or `neo4j` (its vector index)."""
+    seed_source: str = field(default="faiss", metadata={"env": ("MMKG_INDEX",)})
+    """The vector index backend (env MMKG_INDEX or MMKG_SEED_SOURCE): `faiss` (files in the workspace),
+    `milvus` (Milvus Lite in the workspace, or the server at `milvus_uri`) or `neo4j` (its vector index)."""
     exact_index_max: int = 100_000
     """Up to this many vectors an index is exact (flat); above it, HNSW."""
+    milvus_uri: str | None = None
+    """For `seed_source` milvus: a Milvus Lite path ending in .db, or a server like http://host:19530[/database]
+    (user:password@ may ride in it); unset: Milvus Lite at <home>/index/milvus.db."""
     neo4j_uri: str | None = field(default=None, metadata={"env": ("NEO4J_URI",)})
     """A Neo4j server of your own; unset: the workspace's local server (`mmkg neo4j start`), else port 7687."""
     neo4j_user: str = field(default="neo4j", metadata={"env": ("NEO4J_USER",)})
@@ -100,8 +104,8 @@ class Settings:
             raise UserInputError(f"unknown store {self.store!r}: choose memory or neo4j")
         if self.encoder not in {"lit", "clip"}:
             raise UserInputError(f"unknown encoder {self.encoder!r}: choose lit or clip")
-        if self.seed_source not in {"faiss", "neo4j"}:
-            raise UserInputError(f"unknown seed source {self.seed_source!r}: choose faiss or neo4j")
+        if self.seed_source not in {"faiss", "milvus", "neo4j"}:
+            raise UserInputError(f"unknown vector index {self.seed_source!r} (MMKG_INDEX): choose faiss, milvus, neo4j")
         if self.seed_source == "neo4j" and self.store != "neo4j":
             raise UserInputError("seed source neo4j needs the neo4j store (--store neo4j)")
         if self.batch_size < 1 or self.ingest_batch < 1 or self.ray_batch < 1:
