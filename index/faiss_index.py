@@ -32,7 +32,7 @@ import numpy as np
 
 from mmkg.errors import MmkgError
 from mmkg.index.base import IndexDimensionError, VectorIndex, unit_rows
-from mmkg.workspace import atomic_write_bytes, atomic_write_json
+from mmkg.workspace import atomic_write_bytes, atomic_write_json, fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,10 @@ class IndexCorruptError(MmkgError):
 
 
 def configure_threads() -> int:
-    """Let FAISS use the cores this process may run on (OMP_NUM_THREADS wins), not every core in the box."""
+    """Let FAISS use the cores this process may run on, not every core in the box (OpenMP's own maximum
+    already honours OMP_NUM_THREADS)."""
     global _threads_set
-    n = int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+    n = min(faiss.omp_get_max_threads(), len(os.sched_getaffinity(0)))
     if not _threads_set:
         faiss.omp_set_num_threads(n)
         _threads_set = True
@@ -70,14 +71,6 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FaissIndex(VectorIndex):
@@ -230,7 +223,7 @@ class FaissIndex(VectorIndex):
         gen = self._generation + 1
         index_file, ids_file = f"index.{gen}.faiss", f"ids.{gen}.json"
         faiss.write_index(self._index, str(self.folder / index_file))
-        _fsync_path(self.folder / index_file)
+        fsync_path(self.folder / index_file)
         ids_bytes = json.dumps(self._ids, ensure_ascii=True).encode("ascii")
         atomic_write_bytes(self.folder / ids_file, ids_bytes)  # also fsyncs the folder, for index_file too
         manifest = {
