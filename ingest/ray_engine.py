@@ -16,7 +16,6 @@ trained model at the same paths.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -120,11 +119,14 @@ class RayEncoder:
     """A Ray Data actor: loads the encoder once and turns batches of records into Loaded items."""
 
     def __init__(self, settings: Settings) -> None:
+        # Imported in the actor's own process, which is where the towers load (not on the driver).
+        import ray
         import torch
 
         from mmkg.encoders.factory import create_encoder
 
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        torch.set_num_threads(max(1, int(cpus)))  # the CPUs Ray gave this actor, no more
         self.settings = settings
         self.encoder = create_encoder(settings)
         self.entity_vectors: dict[str, np.ndarray] = {}
