@@ -98,3 +98,25 @@ def test_ray_engine_gives_what_the_local_engine_gives(
     again = ingest(capsys, on_ray, catalog, "--engine", "ray", "--workers", "2")
     assert (again["ingested"], again["already_present"], again["new_images"]) == (0, 12, 0)
     assert state(capsys, on_ray) == state(capsys, home)
+
+
+def test_coco_on_ray_into_milvus_matches_the_local_engine_into_faiss(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Path, shared_data: Path
+) -> None:
+    """The scale-out issue's done-when: the same `stats --json` and the same top-10 for a text query."""
+    coco = shared_data / "coco-mini"
+    local = ingest(capsys, home, coco)
+    assert local["ingested"] > 0 and not local["skipped"]
+    scaled = twin(home, "ray-milvus")
+    monkeypatch.setenv("MMKG_INDEX", "milvus")
+    assert ingest(capsys, scaled, coco, "--engine", "ray", "--workers", "2") == local
+    assert (scaled / "index" / "milvus.db").exists()
+    on_milvus = run_json(capsys, "stats", "--home", str(scaled))
+    top = top10(capsys, scaled, "a dog on a couch")
+    monkeypatch.delenv("MMKG_INDEX")
+    assert on_milvus == run_json(capsys, "stats", "--home", str(home))
+    assert top == top10(capsys, home, "a dog on a couch")
+
+
+def top10(capsys: pytest.CaptureFixture[str], home: Path, query: str) -> list[str]:
+    return [h["id"] for h in run_json(capsys, "search", query, "--home", str(home), "-k", "10")["results"]]
