@@ -318,8 +318,8 @@ class RecordRanker:
             else:
                 present, vecs = ((t.has_image, t.record_image_vecs) if name == "graph_image"
                                  else (t.has_text, t.record_text_vecs))
-                sig = DenseSignal.build(sp.diags(present.astype(np.float32), format="csr"), vecs)
-                sig.share_index_with(self._dense_signal(name.removeprefix("graph_"), weights)[0])
+                sig = DenseSignal.build(sp.diags(present.astype(np.float32), format="csr"), vecs,
+                                        like=self._dense_signal(name.removeprefix("graph_"), weights)[0])
             self._dense_cache[key] = sig
         return self._dense_cache[key], key
 
@@ -357,10 +357,11 @@ class RecordRanker:
             dense["text"] = (self._dense_signal("text", w)[0], q)
         if w.gnn:
             sig = self._dense_signal("gnn", w)[0]
-            near = np.unique(sig.nearest(q, PER_SIGNAL))
             links = self._query_links(queries.entities) if queries.entities else None
             records, entities = self.refined(w)
-            refined = refine_query(q[None, :], records[near], entities, w.gnn_alpha, entity_weights=links)[0]
+            # The query's nearest refined records exactly (one pass): refined records of near-identical products
+            # are near-identical, and an approximate search that misses one changes every gnn score.
+            refined = refine_query(q[None, :], records, entities, w.gnn_alpha, entity_weights=links)[0]
             dense["gnn"] = (sig, refined)
         pools = [best_rows(v, PER_SIGNAL) for v in full.values()]
         pools += [sig.nearest(v, PER_SIGNAL) for sig, v in dense.values()]
