@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import faiss
 import numpy as np
@@ -57,10 +56,17 @@ class DenseSignal:
     image vector: `image` and `graph_image` then search one index)."""
 
     @classmethod
-    def build(cls, member: sp.csr_matrix, items: np.ndarray) -> DenseSignal:
+    def build(cls, member: sp.csr_matrix, items: np.ndarray, like: DenseSignal | None = None) -> DenseSignal:
+        """The signal of `member` over `items`; one that holds the same single-item rows with the same vectors as
+        `like` shares its moments and index (a record's one image is its mean image vector)."""
         counts = np.diff(member.indptr)
         rows = np.flatnonzero(counts == 1)
         row_items = member.indices[member.indptr[rows]]
+        multi = np.flatnonzero(counts > 1)
+        present = int((counts > 0).sum())
+        if (like is not None and len(multi) == 0 and len(like.multi) == 0 and np.array_equal(rows, like.rows)
+                and np.allclose(items[row_items], like.items[like.row_items], atol=1e-5)):
+            return cls(member, items, rows, row_items, multi, present, like.mean, like.second, same_as=like)
         dim = items.shape[1]
         total, second = np.zeros(dim), np.zeros((dim, dim))
         for lo in range(0, len(rows), 16384):  # in float64, a slice at a time
@@ -68,8 +74,7 @@ class DenseSignal:
             total += x.sum(axis=0)
             second += x.T @ x
         n = max(len(rows), 1)
-        return cls(member, items, rows, row_items, np.flatnonzero(counts > 1), int((counts > 0).sum()),
-                   total / n, second / n)
+        return cls(member, items, rows, row_items, multi, present, total / n, second / n)
 
     def ensure_index(self) -> None:
         """The HNSW index over the single-item rows (built on first use: about 35 s at 100k)."""
@@ -84,12 +89,6 @@ class DenseSignal:
         index.add(x)
         index.hnsw.efSearch = EF_SEARCH
         self.index = index
-
-    def share_index_with(self, other: DenseSignal) -> None:
-        """Search `other`'s index when both hold the same single-item rows with the same vectors."""
-        if (len(self.multi) == 0 and len(other.multi) == 0 and np.array_equal(self.rows, other.rows)
-                and np.allclose(self.items[self.row_items], other.items[other.row_items], atol=1e-5)):
-            self.same_as = other
 
     def moments(self, q: np.ndarray) -> tuple[float, float]:
         """(mean, std) of the signal over every record that has it, for query vector `q`."""
@@ -130,20 +129,6 @@ class DenseSignal:
         has = np.diff(sub.indptr) > 0
         out[has] = np.maximum.reduceat(sims, sub.indptr[:-1][has])
         return out
-
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["index"] = None if self.index is None or self.same_as is not None else faiss.serialize_index(self.index)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        index = state.get("index")
-        state["index"] = None if index is None else faiss.deserialize_index(index)
-        self.__dict__.update(state)
-        if self.index is not None:
-            self.index.hnsw.efSearch = EF_SEARCH
-
 
 
 def standardise_rows(raw: np.ndarray, mean: float, std: float) -> np.ndarray:
