@@ -30,6 +30,20 @@ def unit_rows(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:
     return np.ascontiguousarray(arr / norms, dtype=np.float32)
 
 
+def rows_to_add(ids: Sequence[str], vectors: np.ndarray, dim: int) -> tuple[np.ndarray, dict[str, int]]:
+    """The unit rows of `vectors` and each distinct id's first row, in order: what every backend's `add`
+    checks before it looks up which ids it holds already."""
+    vecs = unit_rows(vectors, dim, "vectors")
+    if len(ids) != len(vecs):
+        raise ValueError(f"{len(ids)} ids but {len(vecs)} vectors")
+    first: dict[str, int] = {}
+    for i, node_id in enumerate(ids):
+        if not isinstance(node_id, str):
+            raise ValueError(f"ids must be strings, got {node_id!r}")
+        first.setdefault(node_id, i)
+    return vecs, first
+
+
 class VectorIndex(ABC):
     """A persistent nearest-neighbour index over unit vectors, keyed by node id."""
 

@@ -31,7 +31,7 @@ import faiss
 import numpy as np
 
 from mmkg.errors import MmkgError
-from mmkg.index.base import IndexDimensionError, VectorIndex, unit_rows
+from mmkg.index.base import IndexDimensionError, VectorIndex, rows_to_add, unit_rows
 from mmkg.workspace import atomic_write_bytes, atomic_write_json, fsync_path
 
 log = logging.getLogger(__name__)
@@ -134,17 +134,8 @@ class FaissIndex(VectorIndex):
         return "hnsw" if isinstance(self._index, faiss.IndexHNSWFlat) else "flat"
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        vecs = unit_rows(vectors, self.dim, "vectors")
-        if len(ids) != len(vecs):
-            raise ValueError(f"{len(ids)} ids but {len(vecs)} vectors")
-        keep: list[int] = []
-        seen: set[str] = set()
-        for i, node_id in enumerate(ids):
-            if not isinstance(node_id, str):
-                raise ValueError(f"ids must be strings, got {node_id!r}")
-            if node_id not in self._pos and node_id not in seen:
-                seen.add(node_id)
-                keep.append(i)
+        vecs, first = rows_to_add(ids, vectors, self.dim)
+        keep = [i for node_id, i in first.items() if node_id not in self._pos]
         if not keep:
             return 0
         new_ids = [ids[i] for i in keep]

@@ -40,7 +40,7 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import ConnectionConfigException, MilvusException
 
 from mmkg.errors import MmkgError
-from mmkg.index.base import IndexDimensionError, VectorIndex, unit_rows
+from mmkg.index.base import IndexDimensionError, VectorIndex, rows_to_add, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -277,16 +277,10 @@ class MilvusIndex(VectorIndex):
     # ------------------------------------------------------------------ VectorIndex
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        vecs = unit_rows(vectors, self.dim, "vectors")
-        if len(ids) != len(vecs):
-            raise ValueError(f"{len(ids)} ids but {len(vecs)} vectors")
-        first: dict[str, int] = {}
-        for i, node_id in enumerate(ids):
-            if not isinstance(node_id, str):
-                raise ValueError(f"ids must be strings, got {node_id!r}")
+        vecs, first = rows_to_add(ids, vectors, self.dim)
+        for node_id in first:
             if len(node_id.encode("utf-8")) > _ID_MAX_BYTES:
                 raise ValueError(f"id {node_id[:60]!r}... is longer than Milvus allows ({_ID_MAX_BYTES} bytes)")
-            first.setdefault(node_id, i)
         present = self.present(list(first))
         rows = [{ID_FIELD: node_id, VECTOR_FIELD: vecs[i]} for node_id, i in first.items() if node_id not in present]
         with self._guard():

@@ -48,7 +48,7 @@ from neo4j.exceptions import ClientError
 from mmkg.errors import MmkgError
 from mmkg.graph.neo4j_client import Neo4jClient, chunks, open_driver
 from mmkg.graph.neo4j_store import BASE, VECTOR_PREFIX
-from mmkg.index.base import IndexDimensionError, VectorIndex, unit_rows
+from mmkg.index.base import IndexDimensionError, VectorIndex, rows_to_add, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +152,7 @@ class Neo4jVectorIndex(Neo4jClient, VectorIndex):
     # ------------------------------------------------------------------ VectorIndex
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        vecs = unit_rows(vectors, self.dim, "vectors")
-        if len(ids) != len(vecs):
-            raise ValueError(f"{len(ids)} ids but {len(vecs)} vectors")
-        first: dict[str, int] = {}
-        for i, node_id in enumerate(ids):
-            if not isinstance(node_id, str):
-                raise ValueError(f"ids must be strings, got {node_id!r}")
-            first.setdefault(node_id, i)
+        vecs, first = rows_to_add(ids, vectors, self.dim)
         if not first:
             return 0
         present = self._existing(list(first))
