@@ -25,7 +25,7 @@ R = TypeVar("R")
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """torch's intra-op threads set to `n` for the block (process-wide), then restored."""
-    import torch
+    import torch  # torch and the lit backend load with the encoder, not when ingest's modules are imported
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -86,7 +86,7 @@ class EncodePool:
 
     def images(self, images: Sequence[Image.Image]) -> Pending:
         """Image vectors, the frozen tower's batches spread over the threads (lit), else in one call."""
-        from mmkg.encoders.lit import LitEncoder
+        from mmkg.encoders.lit import LitEncoder  # torch: see torch_threads
 
         enc = self.encoder
         if not images:
@@ -107,7 +107,7 @@ class EncodePool:
     def _load_text_towers(self, texts: Sequence[str]) -> None:
         """Load the towers these texts need here, on the calling thread: a first load imports modules, and
         transformers' lazy imports fail when another thread is inside torch meanwhile."""
-        from mmkg.encoders.lit import LitEncoder, text_towers
+        from mmkg.encoders.lit import LitEncoder, text_towers  # torch: see torch_threads
 
         enc = self.encoder
         if isinstance(enc, LitEncoder):

@@ -63,14 +63,14 @@ class RayEngine:
 
     def __exit__(self, *exc: object) -> None:
         if self._started:
-            import ray
+            import ray  # Ray: imported for this engine only
 
             ray.shutdown()
             self._started = False
 
     def workers(self) -> int:
         """Encoder actors: `ingest_workers`, or one per CPU of the cluster."""
-        import ray
+        import ray  # Ray: imported for this engine only
 
         return self.settings.ingest_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -98,7 +98,7 @@ class RayEngine:
     def _loaded(self, rows: list[dict[str, Any]]) -> Iterator[Loaded]:
         if not rows:
             return
-        import ray
+        import ray  # Ray: imported for this engine only
 
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
