@@ -162,6 +162,7 @@ class RecordRanker:
         self.table = table
         self.config = config or RankingConfig()
         self.exact_max = exact_max
+        self._knowledge_cache: dict[float, sp.csr_matrix] = {}
         self._have_cache: dict[float, sp.csr_matrix] = {}
         self._profile_cache: dict[float, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
         self._refined_cache: dict[tuple[float, int, float], tuple[np.ndarray, np.ndarray]] = {}
@@ -196,7 +197,7 @@ class RecordRanker:
         if key not in self._refined_cache:
             t = self.table
             features = t.record_image_vecs + t.record_text_vecs
-            links = ((t.rec_entity + weights.tag_weight * t.rec_tag) @ sp.diags(t.idf)).tocsr()
+            links = (self._knowledge(weights.tag_weight) @ sp.diags(t.idf)).tocsr()
             self._refined_cache[key] = propagate(features, links, weights.gnn_alpha, weights.gnn_hops)
         return self._refined_cache[key]
 
@@ -234,19 +235,25 @@ class RecordRanker:
         q = sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(entities), len(t.entity_ids)))
         return np.asarray((q @ self._have_t(tag_weight)).todense(), dtype=np.float32)
 
+    def _knowledge(self, tag_weight: float) -> sp.csr_matrix:
+        """Records x entities: stated links plus `tag_weight` x predicted ones (what every entity signal reads)."""
+        if tag_weight not in self._knowledge_cache:
+            t = self.table
+            self._knowledge_cache[tag_weight] = (t.rec_entity + tag_weight * t.rec_tag).tocsr()
+        return self._knowledge_cache[tag_weight]
+
     def _have_t(self, tag_weight: float) -> sp.csr_matrix:
         """Entities x records: stated knowledge plus `tag_weight` x predicted (kept transposed: a query's product
         with it then touches only the records of its entities)."""
         if tag_weight not in self._have_cache:
-            t = self.table
-            self._have_cache[tag_weight] = (t.rec_entity + tag_weight * t.rec_tag).T.tocsr()
+            self._have_cache[tag_weight] = self._knowledge(tag_weight).T.tocsr()
         return self._have_cache[tag_weight]
 
     def _entity_profiles(self, tag_weight: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Records x entities, IDF-weighted and L2-normalised: what graph_entity compares (and its transpose)."""
         if tag_weight not in self._profile_cache:
             t = self.table
-            m = (t.rec_entity + tag_weight * t.rec_tag).tocsr() @ sp.diags(t.idf)
+            m = self._knowledge(tag_weight) @ sp.diags(t.idf)
             norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
             prof = (sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m).tocsr()
             self._profile_cache[tag_weight] = (prof, prof.T.tocsr())
@@ -262,9 +269,7 @@ class RecordRanker:
             return {}, np.zeros((n_q, 0), np.int64), np.zeros((n_q, 0), np.float32)
         seeds = np.argpartition(-stage1, m - 1, axis=1)[:, :m] if m < n_r else np.tile(np.arange(n_r), (n_q, 1))
         top = np.take_along_axis(stage1, seeds, axis=1)
-        z = top / max(weights.temperature, 1e-6)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        p = seed_weights(top, weights.temperature)
         start = sp.csr_matrix((p.ravel(), (np.repeat(np.arange(n_q), m), seeds.ravel())), shape=(n_q, n_r))
         out: dict[str, np.ndarray] = {}
         if weights.graph_entity and len(t.entity_ids):
@@ -380,9 +385,7 @@ class RecordRanker:
         if w.uses_graph() and m:
             top = np.argpartition(-stage1, m - 1)[:m] if m < len(cand) else np.arange(len(cand))
             seeds = cand[top][None, :]
-            z = stage1[top] / max(w.temperature, 1e-6)
-            p = np.exp(z - z.max())
-            seed_w = (p / p.sum()).astype(np.float32)[None, :]
+            seed_w = seed_weights(stage1[top], w.temperature)[None, :]
             start = sp.csr_matrix((seed_w[0], (np.zeros(m, np.int64), seeds[0])), shape=(1, n))
             if w.graph_entity and len(t.entity_ids):
                 prof, prof_t = self._entity_profiles(w.tag_weight)
@@ -443,6 +446,13 @@ def fuse(signals: dict[str, np.ndarray], weights: RankWeights, names: Sequence[s
         if wt and name in signals:
             out += wt * signals[name]
     return out
+
+
+def seed_weights(top: np.ndarray, temperature: float) -> np.ndarray:
+    """The softmax, at `temperature`, of the seeds' stage-one scores (along the last axis)."""
+    z = top / max(temperature, 1e-6)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def reciprocal_rank_fusion(score_sets: Sequence[np.ndarray], k: int = 60) -> np.ndarray:
