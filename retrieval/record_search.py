@@ -257,10 +257,12 @@ class RecordRetriever(Retriever):
         order = np.argsort(-weights)
         mine = set(t.rec_entity[row].indices)
         out: list[list[Step]] = []
+        shown: set[str] = set()  # seeds that read the same (a catalog's repeated product) are shown once
         for j in order:
             seed = int(seeds[j])
-            if seed == row:
+            if seed == row or t.title(seed) in shown:
                 continue
+            shown.add(t.title(seed))
             start = Step("query", "Query", query_name, "SIMILAR", True)
             seed_step = Step(t.ids[seed], "Record", _short(t.title(seed)), "SHARES", True)
             common = [c for c in t.rec_entity[seed].indices if c in mine]
