@@ -196,6 +196,9 @@ class ProcessTree:
         import socket
 
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # SO_REUSEADDR: a connection of the stopped server left in TIME_WAIT is not a bound port; on Linux
+            # the bind still fails while any socket listens there, which is what "left bound" means.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
