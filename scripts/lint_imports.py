@@ -3,7 +3,7 @@
 mmkg's folders are installed under one namespace (`[tool.setuptools.package-dir]`: core/ is `mmkg`,
 graph/ is `mmkg.graph`, ...), but import-linter (grimp) reads a package from the one folder it lives in.
 So this builds that folder for the run, as links to the source files in a temporary directory, puts it first
-on the path and runs `lint-imports` there. Usage: `.venv/bin/python scripts/lint_imports.py [lint-imports options]`.
+on the path and runs import-linter's command there, under this interpreter. Usage: `.venv/bin/python scripts/lint_imports.py [lint-imports options]`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ def link_packages(root: Path) -> None:
 
 
 def main() -> int:
-    lint_imports = Path(sys.executable).parent / "lint-imports"
     with tempfile.TemporaryDirectory(prefix="mmkg-imports-") as tmp:
         link_packages(Path(tmp))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p)}
-        command = [str(lint_imports), "--config", str(REPO / "pyproject.toml"), "--no-cache", *sys.argv[1:]]
+        run = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+        command = [sys.executable, "-c", run, "--config", str(REPO / "pyproject.toml"), "--no-cache", *sys.argv[1:]]
         return subprocess.call(command, env=env, cwd=tmp)
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up mmkg: a virtual environment keyed by the lock file, cached outside the checkout and reused
-# (torch alone is several GB), linked here as .venv, with this checkout installed into it (editable).
+# Set up mmkg: the dependencies in a virtual environment keyed by the lock file, cached outside the checkout
+# and reused (torch alone is several GB); .venv here is a thin environment over it with this checkout
+# installed (editable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +22,23 @@ if [ ! -f "$venv/.complete" ]; then
   # Keep only the three newest environments.
   ls -1dt "$cache_root"/venv-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
 fi
-ln -sfn "$venv" .venv
-# Editable install of this checkout: seconds, and points the cached venv at this tree.
+# This checkout's own thin environment in .venv: the cached packages reached through a .pth file, and this
+# checkout installed (editable) here alone. Two clones on one machine then share the multi-GB packages but
+# never each other's `mmkg` (an editable install in the shared environment pointed every clone at whichever
+# ran setup last).
+pyver=$("$venv/bin/python" -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')
+if [ -L .venv ] || [ ! -x .venv/bin/python ] || ! cmp -s "$venv/pyvenv.cfg" .venv/.base-pyvenv.cfg; then
+  rm -rf .venv
+  "$venv/bin/python" -c 'import sys, venv; venv.EnvBuilder(with_pip=False).create(".venv")'
+  cp "$venv/pyvenv.cfg" .venv/.base-pyvenv.cfg
+fi
+deps="$venv/lib/$pyver/site-packages"
+echo "import site; site.addsitedir('$deps')" > ".venv/lib/$pyver/site-packages/_mmkg_deps.pth"
+for tool in ruff; do ln -sfn "$venv/bin/$tool" ".venv/bin/$tool"; done  # a binary: no interpreter to pick
+"$venv/bin/pip" uninstall --quiet --yes mmkg >/dev/null 2>&1 || true  # an older setup's install in the cache
 log=$(mktemp)
-if ! .venv/bin/pip install --quiet --no-deps --no-build-isolation -e . >"$log" 2>&1; then
+if ! "$venv/bin/pip" --python .venv/bin/python install --quiet --no-deps --no-build-isolation -e . >"$log" 2>&1; then
   cat "$log" >&2; rm -f "$log"; exit 1
 fi
 rm -f "$log"
-echo "setup: ready (.venv -> $venv)" >&2
+echo "setup: ready (.venv over $venv)" >&2

@@ -7,5 +7,5 @@ bash scripts/setup.sh
 command -v mvn >/dev/null && command -v java >/dev/null || { echo "test: Java 17 and Maven are needed for the Neo4j tests" >&2; exit 1; }
 bash scripts/install_browser.sh  # Debian chromium for the explorer's browser tests
 .venv/bin/ruff check .
-.venv/bin/python scripts/lint_imports.py --no-logo  # .venv/bin/lint-imports over the installed layout
+.venv/bin/python scripts/lint_imports.py --no-logo  # import-linter over the installed layout
 exec .venv/bin/python -m pytest "$@"
