@@ -3,7 +3,8 @@
 mmkg's folders are installed under one namespace (`[tool.setuptools.package-dir]`: core/ is `mmkg`,
 graph/ is `mmkg.graph`, ...), but import-linter (grimp) reads a package from the one folder it lives in.
 So this builds that folder for the run, as links to the source files in a temporary directory, puts it first
-on the path and runs import-linter's command there, under this interpreter. Usage: `.venv/bin/python scripts/lint_imports.py [lint-imports options]`.
+on the path and runs import-linter's command there, under this interpreter.
+Usage: `.venv/bin/python scripts/lint_imports.py [lint-imports options]`.
 """
 
 from __future__ import annotations
