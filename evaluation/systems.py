@@ -68,6 +68,7 @@ class Tuner:
         self._graph: dict[tuple[Any, ...], tuple[dict[str, np.ndarray], np.ndarray]] = {}
 
     def fused(self, w: RankWeights) -> np.ndarray:
+        w = self.ranker.weights_for(self.queries.kind, w)
         key_base = (w.tag_weight, w.gnn_alpha, w.gnn_hops)
         if key_base not in self._base:
             self._base[key_base] = self.ranker.base_signals(self.queries, RankWeights(**{**w.__dict__, "gnn": 1.0}))

@@ -38,6 +38,12 @@ def _key(text: str) -> tuple[str, ...]:
     return tuple(_stem(t) for t in re.findall(r"\w+", ids.normalize_name(text)))
 
 
+def concept_terms(name: str, is_attribute: bool) -> tuple[str, ...]:
+    """The words an entity stands for, with an attribute's key dropped: `articleType:Heels` and the mention
+    `heels` both stand for `heel`, so a record that states the one covers a query that names the other."""
+    return _key(name.split(":", 1)[1] if is_attribute and ":" in name else name)
+
+
 class QueryLinker:
     """Finds a query's entities: spaCy entities of the query that the graph holds, attribute values
     named in the query (`white`, `sports shoes`, `men`), or, for an image, its nearest entity names."""
@@ -48,8 +54,7 @@ class QueryLinker:
         self._by_key: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         for node in store.iter_nodes(Label.ENTITY):
             name = str(node.props.get("name", node.id[4:]))
-            value = name.split(":", 1)[1] if node.props.get("kind") == "attribute" and ":" in name else name
-            key = _key(value)
+            key = concept_terms(name, node.props.get("kind") == "attribute")
             if key:
                 self._by_key.setdefault(key, []).append((node.id, name))
 

@@ -152,7 +152,7 @@ class RecordRetriever(Retriever):
         return QuerySet("image", vec, None, [[(e.id, e.score) for e in entities]]), entities
 
     def weights(self, kind: str, target: str) -> RankWeights:
-        w = self.ranker.config.for_kind(kind)
+        w = self.ranker.weights_for(kind)
         if self.mode == "encoder":
             return w.only("image" if target == "images" else "text")
         if self.mode == "gnn":

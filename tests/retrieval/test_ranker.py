@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
@@ -16,8 +17,9 @@ from mmkg.evaluation.systems import baseline_scores
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record
 from mmkg.retrieval.lexical import Bm25Index, tokenize
-from mmkg.retrieval.ranker import RankWeights, reciprocal_rank_fusion
+from mmkg.retrieval.ranker import RankWeights, RecordRanker, reciprocal_rank_fusion
 from mmkg.retrieval.record_search import RecordRetriever
+from mmkg.retrieval.records import RecordTable
 from mmkg.retrieval.search import Query
 from mmkg.settings import Settings
 
@@ -146,8 +148,6 @@ def test_filters_keep_only_records_that_state_the_value(catalog: tuple) -> None:
 def test_candidate_search_scores_candidates_exactly(catalog: tuple) -> None:
     """Above `exact_max` records one search scores a candidate set (HNSW nearest rows, moments for the z-scores);
     forced on the small catalog, where every record is a candidate, it gives the exact scores and ranking."""
-    from mmkg.retrieval.ranker import RecordRanker
-
     gallery, encoder, settings, held_out = catalog
     forced = RecordRanker(gallery.table, gallery.ranker.config, exact_max=0)
     columns = np.flatnonzero(gallery.table.has_image)
@@ -163,3 +163,55 @@ def test_candidate_search_scores_candidates_exactly(catalog: tuple) -> None:
             for name, values in exact.signals.items():
                 np.testing.assert_allclose(fast.signals[name][0][columns], values[0][columns], rtol=1e-4, atol=1e-4)
             assert sorted(fast.seeds[0]) == sorted(exact.seeds[0])
+
+
+def _table_of(records: dict[str, list[str]], attributes: set[str]) -> RecordTable:
+    """A RecordTable of records with only names and entities (no images or texts): enough for the entity signals."""
+    entities = sorted({e for es in records.values() for e in es})
+    names = list(records)
+    rec_entity = sp.csr_matrix(
+        (np.ones(sum(map(len, records.values())), np.float32),
+         ([i for i, es in enumerate(records.values()) for _ in es],
+          [entities.index(e) for es in records.values() for e in es])),
+        shape=(len(names), len(entities)))
+    empty = sp.csr_matrix((len(names), 0), dtype=np.float32)
+    return RecordTable(
+        ids=[f"rec:{n}" for n in names], names=names, sources=["t"] * len(names),
+        attributes=[[e for e in es if e in attributes] for es in records.values()],
+        image_ids=[], image_paths=[], image_vecs=np.zeros((0, 4), np.float32),
+        text_ids=[], text_strings=[], text_vecs=np.zeros((0, 4), np.float32),
+        entity_ids=[f"ent:{e.casefold()}" for e in entities], entity_names=entities,
+        rec_image=empty, rec_text=empty, rec_entity=rec_entity,
+        rec_tag=sp.csr_matrix((len(names), len(entities)), dtype=np.float32),
+        attribute_entity=np.array([e in attributes for e in entities]), bm25=Bm25Index(names))
+
+
+def test_a_stated_attribute_and_a_mention_of_the_same_word_are_one_concept() -> None:
+    """"black heels" links to the mentions *black heel* and *heel* and to the attributes baseColour:Black and
+    articleType:Heels. A product that states both attributes covers the query as fully as one whose name says
+    "black heels"; a brown heel covers only its kind; the mention and the attribute are not two rewards."""
+    attributes = {"baseColour:Black", "baseColour:Brown", "articleType:Heels"}
+    table = _table_of({
+        "named": ["black heel", "heel", "baseColour:Black", "articleType:Heels"],
+        "stated": ["baseColour:Black", "articleType:Heels"],
+        "brown": ["heel", "brown heel", "baseColour:Brown", "articleType:Heels"],
+        "other": ["baseColour:Brown"],
+    }, attributes)
+    query = [[(f"ent:{e.casefold()}", 1.0) for e in ("black heel", "heel", "baseColour:Black", "articleType:Heels")]]
+    share = RecordRanker(table).entity_share(query, tag_weight=0.0)[0]
+    named, stated, brown, other = share
+    assert named == pytest.approx(1.0) and stated == pytest.approx(1.0)
+    assert 0 < brown < stated and other == 0
+
+
+def test_an_image_query_uses_what_the_collection_holds() -> None:
+    """With no images in the collection, an image query's own-modality weight goes to the cross-modal text
+    signal; with no stated attributes, it does not expand through the entities of the records it resembles.
+    Text queries keep their weights."""
+    image_w = RankWeights(text=0.25, image=1.0, graph_entity=1.0)
+    bare = RecordRanker(_table_of({"a": ["dog"], "b": ["grass"]}, attributes=set()))
+    w = bare.weights_for("image", image_w)
+    assert (w.text, w.image, w.graph_entity) == (1.25, 0.0, 0.0)
+    assert bare.weights_for("image", w) == w and bare.weights_for("text", image_w) == image_w
+    stated = RecordRanker(_table_of({"a": ["colour:Black"], "b": ["colour:Brown"]}, {"colour:Black", "colour:Brown"}))
+    assert stated.weights_for("image", image_w).graph_entity == 1.0
