@@ -111,7 +111,7 @@ class Tuner:
                         best, best_score, changed = trial, s, True
             if not changed:
                 break
-        return best, best_score
+        return self.ranker.weights_for(self.queries.kind, best), best_score  # as they score: what is saved, shown
 
     def _available(self, signal: str) -> bool:
         if signal in GRAPH_SIGNALS:
