@@ -121,7 +121,7 @@ def main() -> None:
         base = base.replace(ray_batch=args.ray_batch)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, CPU only")
     print(f"collection: first {args.limit} products of {args.data}; encoder from {base.home}; "
-          f"ingest batch {base.ingest_batch}, ray batch {base.ray_batch}")
+          f"ingest batch {base.ingest_batch}, ray batch {base.ray_batch}, image runtime {base.image_runtime}")
     with tempfile.TemporaryDirectory(prefix="mmkg-scaling-") as tmp:
         if args.stages:
             stage_costs(base, Path(args.data), args.limit, Path(tmp))
