@@ -63,8 +63,8 @@ class Explanation:
 
     def lines(self) -> list[str]:
         out = []
-        if self.signals:
-            parts = sorted(self.signals.items(), key=lambda kv: -abs(kv[1]))
+        parts = sorted(((k, v) for k, v in self.signals.items() if round(v, 2)), key=lambda kv: -abs(kv[1]))
+        if parts:  # a signal that would print as +0.00 scored nothing
             out.append("signals: " + ", ".join(f"{k} {v:+.2f}" for k, v in parts))
         if self.matched_words:
             out.append("words: " + ", ".join(self.matched_words))
