@@ -17,14 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from mmkg.encoders.lit import embed_texts_routed, load_lit_heads, model_routing
+from mmkg.encoders.lit import load_lit_heads, model_routing
 from mmkg.evaluation.metrics import image_text_retrieval
 from mmkg.settings import Settings
-from mmkg.training.captions import BASE_CAPTIONS, extra_caption_files, read_caption_pairs
-from mmkg.training.features import cached_image_features, cached_text_features
+from mmkg.training.captions import BASE_CAPTIONS, extra_caption_files
+from mmkg.training.lit_train import lit_similarities
 
 KEYS = ("t2i_R@1", "t2i_R@5", "t2i_R@10", "i2t_R@1", "i2t_R@5", "i2t_R@10", "rsum")
 
@@ -39,21 +36,10 @@ def main() -> None:
     models = [load_lit_heads(m) for m in args.models]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in (BASE_CAPTIONS, *extra_caption_files(args.data)):
-        pairs = read_caption_pairs(args.data, name=name)
-        feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=False)
-        caps = [pairs.captions[i] for i in ok]
-        texts = [c for cs in caps for c in cs]
-        text_image = np.repeat(np.arange(len(caps)), [len(c) for c in caps])
-        def features(head: str, group: list[str]) -> np.ndarray:
-            return cached_text_features(group, settings, progress=False, head=head)
-
         sims = []
         for heads, config in models:
-            te = embed_texts_routed(heads, model_routing(config, heads), texts, features)
-            heads.eval()
-            with torch.inference_mode():
-                ie = heads.embed_images(torch.from_numpy(np.ascontiguousarray(feats["plain"]))).numpy()
-            sims.append(te @ ie.T)
+            sim, text_image = lit_similarities(args.data, settings, heads, model_routing(config, heads), name, False)
+            sims.append(sim)
         runs = {str(m): s for m, s in zip(args.models, sims, strict=True)} | {"ensemble": sum(sims) / len(sims)}
         out[name] = {label: {k: round(float(image_text_retrieval(s, text_image)[k]), 2) for k in KEYS}
                      for label, s in runs.items()}

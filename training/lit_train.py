@@ -365,7 +365,14 @@ def evaluate_lit_folder(
     config: dict[str, Any] = {}
     if heads is None:
         heads, config = load_lit_heads(lit_model_dir(settings))
-    routing = routing or model_routing(config, heads)
+    return image_text_retrieval(*lit_similarities(data_dir, settings, heads, routing or model_routing(config, heads),
+                                                  captions, progress))
+
+
+def lit_similarities(data_dir: Path, settings: Settings, heads: LitHeads, routing: Routing,
+                     captions: str = BASE_CAPTIONS, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(captions x images cosines, each caption's image) of a Flickr-layout folder under these heads: what
+    `evaluate_lit_folder` scores, and what an ensemble of heads averages."""
     pairs = read_caption_pairs(Path(data_dir), name=captions)
     feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=progress)
     caps = [pairs.captions[i] for i in ok]
@@ -379,7 +386,7 @@ def evaluate_lit_folder(
     heads.eval()
     with torch.inference_mode():
         ie = heads.embed_images(torch.from_numpy(np.ascontiguousarray(feats["plain"]))).numpy()
-    return image_text_retrieval(te @ ie.T, text_image)
+    return te @ ie.T, text_image
 
 
 @dataclass
