@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/lit_ensemble.py --models WS_A/models/lit WS_B/models/lit \
         --features WS_A --data ../shared/data/flickr8k/dev
 
-A second set of heads, trained the same way with another seed (`train_lit(..., seed=1)`), is the cheapest
+A second set of heads, trained the same way with another seed (`mmkg train encoder --data DIR --seed 1
+--home WS_B`), is the cheapest
 way past the single model's variance: averaging the two models' image-text cosines equals one encoder whose
 vectors are the members' vectors side by side (scaled by 1/sqrt(N)), so a search index could hold it as is.
 This prints text->image and image->text recall for each model and for the ensemble, for every captions

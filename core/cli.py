@@ -62,7 +62,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     if args.if_missing and (lit_model_dir(settings) / CONFIG_NAME).exists():
         print(f"lit heads already trained in {lit_model_dir(settings)} (drop --if-missing to retrain)")
         return 0
-    summary = train_lit(data, settings)
+    summary = train_lit(data, settings, seed=args.seed)
     if args.json:
         _print_json(summary)
     else:
@@ -319,6 +319,9 @@ def _add_write_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     enc = train_sub.add_parser("encoder", parents=[common], help="train the lit encoder's projection heads")
     enc.add_argument("--data", required=True, help="a Flickr-layout folder (captions.jsonl + images/)")
     enc.add_argument("--if-missing", action="store_true", help="do nothing when heads are already trained")
+    enc.add_argument("--seed", type=int, default=None,
+                     help="initialisation and batch order (default 0); heads of two seeds can be compared or "
+                          "ensembled with benchmarks/lit_ensemble.py")
     enc.add_argument("--json", action="store_true")
     enc.set_defaults(func=cmd_train_encoder)
 

@@ -174,3 +174,18 @@ def test_killed_ingest_resumes_without_duplicates(home: Path, fashion_subset: An
         return json.loads(out.stdout)
 
     assert stats(home) == stats(fresh)
+
+
+def test_train_encoder_takes_a_seed(tmp_path: Path, shared_data: Path) -> None:
+    """`--seed` reaches the training and is saved beside the heads (two seeds make an ensemble to compare)."""
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    lines = (shared_data / "flickr8k" / "train" / "captions.jsonl").read_text(encoding="utf-8").splitlines()[:8]
+    for line in lines:
+        image = json.loads(line)["image"]
+        shutil.copy(shared_data / "flickr8k" / "train" / image, data / image)
+    (data / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    home = tmp_path / "ws"
+    assert main(["train", "encoder", "--data", str(data), "--home", str(home), "--seed", "3", "--json"]) == 0
+    config = json.loads((home / "models" / "lit" / "config.json").read_text(encoding="utf-8"))
+    assert config["training"]["hyperparams"]["seed"] == 3
