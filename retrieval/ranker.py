@@ -285,8 +285,8 @@ class RecordRanker:
         return self._knowledge_cache[tag_weight]
 
     def _have_t(self, tag_weight: float) -> sp.csr_matrix:
-        """Entities x records: stated knowledge plus `tag_weight` x predicted (kept transposed: a query's product
-        with it then touches only the records of its entities)."""
+        """Entities x records: stated knowledge plus `tag_weight` x predicted (kept transposed: the rows of a
+        query's entities are then a cheap slice that touches only their records)."""
         if tag_weight not in self._have_cache:
             self._have_cache[tag_weight] = self._knowledge(tag_weight).T.tocsr()
         return self._have_cache[tag_weight]

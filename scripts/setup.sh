@@ -34,8 +34,10 @@ if [ -L .venv ] || [ ! -x .venv/bin/python ] || ! cmp -s "$venv/pyvenv.cfg" .ven
 fi
 deps="$venv/lib/$pyver/site-packages"
 echo "import site; site.addsitedir('$deps')" > ".venv/lib/$pyver/site-packages/_mmkg_deps.pth"
-for tool in ruff; do ln -sfn "$venv/bin/$tool" ".venv/bin/$tool"; done  # a binary: no interpreter to pick
-"$venv/bin/pip" uninstall --quiet --yes mmkg >/dev/null 2>&1 || true  # an older setup's install in the cache
+ln -sfn "$venv/bin/ruff" .venv/bin/ruff  # a binary: no interpreter to pick
+if compgen -G "$deps/__editable__*mmkg*" >/dev/null; then  # an older setup's install in the shared cache
+  "$venv/bin/pip" uninstall --quiet --yes mmkg >/dev/null 2>&1 || true
+fi
 log=$(mktemp)
 if ! "$venv/bin/pip" --python .venv/bin/python install --quiet --no-deps --no-build-isolation -e . >"$log" 2>&1; then
   cat "$log" >&2; rm -f "$log"; exit 1
