@@ -62,7 +62,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     if args.if_missing and (lit_model_dir(settings) / CONFIG_NAME).exists():
         print(f"lit heads already trained in {lit_model_dir(settings)} (drop --if-missing to retrain)")
         return 0
-    summary = train_lit(data, settings, seed=args.seed)
+    summary = train_lit(data, settings, seed=args.seed, members=args.members)
     if args.json:
         _print_json(summary)
     else:
@@ -320,8 +320,10 @@ def _add_write_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     enc.add_argument("--data", required=True, help="a Flickr-layout folder (captions.jsonl + images/)")
     enc.add_argument("--if-missing", action="store_true", help="do nothing when heads are already trained")
     enc.add_argument("--seed", type=int, default=None,
-                     help="initialisation and batch order (default 0); heads of two seeds can be compared or "
-                          "ensembled with benchmarks/lit_ensemble.py")
+                     help="the first member's initialisation and batch order (default 0)")
+    enc.add_argument("--members", type=int, default=None,
+                     help="heads trained with seeds SEED, SEED+1, ... and used as one ensemble (default 2); "
+                          "benchmarks/lit_ensemble.py scores each member alone and the ensemble")
     enc.add_argument("--json", action="store_true")
     enc.set_defaults(func=cmd_train_encoder)
 

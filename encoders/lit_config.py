@@ -43,6 +43,10 @@ class LitTrainConfig:
     """Training images set aside (by hashing) to choose the best epoch: see `holdout_split`."""
     eval_every: int = 2
     seed: int = 0
+    """The first member's initialisation and batch order, and the holdout every member shares."""
+    members: int = 2
+    """Heads trained with seeds ``seed``, ``seed + 1``, ... and used as one ensemble (`LitEnsemble`): each
+    more member costs one more training run and ``embed_dim`` more dimensions per vector."""
     multilingual: bool | None = None
     """Train the e5 text head (None: when the folder has ``captions.<lang>.jsonl``)."""
     ml_latin_captions: int = 0

@@ -12,7 +12,9 @@ multilingual text head on multilingual-e5-small (`mmkg.encoders.lit`).
    of each image. Each text head has its own loss over the captions it embeds (MiniLM: Latin-script
    captions; e5: the others, plus ``ml_latin_captions`` Latin ones an image), and the losses are summed.
    The epoch with the best holdout rsum (summed over the caption files, each caption embedded as
-   the encoder will embed it) is kept.
+   the encoder will embed it) is kept. With ``members`` > 1 this is repeated with seeds ``seed + 1``, ...
+   (initialisation and batch order; the holdout stays the same) and the members are saved as one
+   `LitEnsemble`.
 3. Save heads + config (the `LitTrainConfig` among it) atomically to ``<home>/models/lit``
    (`mmkg.encoders.lit.save_lit_model`).
 4. If ``dev_dir`` is given, report the retrieval metrics on it (reporting only, never selection).
@@ -39,7 +41,9 @@ from mmkg.encoders.lit import (
     DEFAULT_ROUTING,
     TEXT,
     TEXT_ML,
+    LitEnsemble,
     LitHeads,
+    LitModel,
     embed_texts_routed,
     is_latin_text,
     lit_model_dir,
@@ -77,9 +81,9 @@ def train_lit(
     """
     t_start = time.perf_counter()
     config = LitTrainConfig.create(**options)
+    if int(config.members) < 1:
+        raise UserInputError(f"members must be at least 1, not {config.members}")
     limit_threads(MAX_THREADS)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
 
     data = TrainingData.load(Path(data_dir), config, settings, max_images, progress)
     config = data.config
@@ -89,10 +93,16 @@ def train_lit(
     if ho.size == 0:
         fit = np.arange(len(data.ok))
     arch = _arch(config, data)
-    heads = _init_heads(arch, config, data, fit)
-    run = _fit_heads(heads, config, data, fit, ho, rng, progress)
+    members: list[LitHeads] = []
+    runs: list[FitResult] = []
+    for seed in range(config.seed, config.seed + int(config.members)):
+        torch.manual_seed(seed)
+        members.append(_init_heads(arch, config, data, fit))
+        label = f"training heads {seed - config.seed + 1}/{config.members}"
+        runs.append(_fit_heads(members[-1], config, data, fit, ho, np.random.default_rng(seed), progress, label))
+    heads: LitModel = members[0] if len(members) == 1 else LitEnsemble(members)
 
-    summary = _summary(data, config, heads, fit, ho, run, t_features)
+    summary = _summary(data, config, heads, fit, ho, runs, t_features)
     model_dir = lit_model_dir(settings)
     save_lit_model(model_dir, heads, arch, summary, data.routing)
     log.info("saved lit heads to %s", model_dir)
@@ -150,7 +160,7 @@ class TrainingData:
 
 
 def _arch(config: LitTrainConfig, data: TrainingData) -> dict[str, Any]:
-    """The heads' shapes, saved with the weights (`LitHeads.from_arch` rebuilds them)."""
+    """The heads' shapes, saved with the weights (`heads_from_arch` rebuilds them)."""
     arch: dict[str, Any] = {
         "image_dim": int(data.image_feats["plain"].shape[1]),
         "text_dim": int(data.tables[TEXT].feats.shape[1]) if TEXT in data.tables else TextTower.dim,
@@ -162,6 +172,8 @@ def _arch(config: LitTrainConfig, data: TrainingData) -> dict[str, Any]:
     }
     if config.multilingual:
         arch["ml_text_dim"] = int(data.tables[TEXT_ML].feats.shape[1])
+    if config.members > 1:
+        arch["members"] = int(config.members)
     return arch
 
 
@@ -220,6 +232,7 @@ def _fit_heads(
     ho: np.ndarray,
     rng: np.random.Generator,
     progress: bool,
+    label: str = "training heads",
 ) -> FitResult:
     """Train the heads for `config.epochs`, every `eval_every` epochs scoring the holdout; the best-scoring
     epoch's weights are loaded back at the end (the last epoch's when there is no holdout)."""
@@ -235,7 +248,7 @@ def _fit_heads(
     best_rsum, best_state = -1.0, None
     result = FitResult(epochs=epochs, best_epoch=epochs, holdout={})
     t_heads = time.perf_counter()
-    bar = tqdm(range(epochs), desc="training heads", unit="epoch", disable=not progress)
+    bar = tqdm(range(epochs), desc=label, unit="epoch", disable=not progress)
     for epoch in bar:
         order = fit[rng.permutation(len(fit))]
         batches = [order[step * bs : (step + 1) * bs] for step in range(steps_per_epoch)]
@@ -295,13 +308,18 @@ def _train_epoch(
 def _summary(
     data: TrainingData,
     config: LitTrainConfig,
-    heads: LitHeads,
+    heads: LitModel,
     fit: np.ndarray,
     ho: np.ndarray,
-    run: FitResult,
+    runs: list[FitResult],
     seconds_features: float,
 ) -> dict[str, Any]:
-    """The training summary saved in the model's config.json (``training``)."""
+    """The training summary saved in the model's config.json (``training``); ``holdout`` is the saved model's
+    (the ensemble's, with several members), ``members`` how each member's training went."""
+    holdout = runs[0].holdout
+    if len(runs) > 1 and ho.size:
+        holdout = _evaluate_sets(heads, data.routing, data.image_feats["plain"][ho],
+                                 _holdout_sets(data.caption_sets, ho), data.tables)
     return {
         "data": str(data.data_dir),
         "images": len(data.ok),
@@ -312,16 +330,25 @@ def _summary(
         "skipped": len(data.pairs.skipped) + data.skipped_images,
         "fit_images": int(len(fit)),
         "holdout_images": int(ho.size),
-        "epochs": run.epochs,
-        "best_epoch": run.best_epoch,
-        "final_loss": round(run.final_loss, 4),
+        "epochs": int(config.epochs),
+        "final_loss": round(float(np.mean([run.final_loss for run in runs])), 4),
         "temperature": round(heads.temperature, 5),
         "hyperparams": config.as_dict(),
-        "holdout": _round(run.holdout[BASE_CAPTIONS]) if run.holdout else None,
-        "holdout_by_file": {name: _round(m) for name, m in run.holdout.items()},
-        "history": run.history,
+        "holdout": _round(holdout[BASE_CAPTIONS]) if holdout else None,
+        "holdout_by_file": {name: _round(m) for name, m in holdout.items()},
+        "members": [
+            {
+                "seed": int(config.seed) + i,
+                "best_epoch": run.best_epoch,
+                "final_loss": round(run.final_loss, 4),
+                "holdout_rsum": round(sum(m["rsum"] for m in run.holdout.values()), 2) if run.holdout else None,
+                "history": run.history,
+                "seconds": round(run.seconds, 1),
+            }
+            for i, run in enumerate(runs)
+        ],
         "seconds_features": round(seconds_features, 1),
-        "seconds_heads": round(run.seconds, 1),
+        "seconds_heads": round(sum(run.seconds for run in runs), 1),
     }
 
 
@@ -353,7 +380,7 @@ def contrastive_loss(
 def evaluate_lit_folder(
     data_dir: Path,
     settings: Settings,
-    heads: LitHeads | None = None,
+    heads: LitModel | None = None,
     captions: str = BASE_CAPTIONS,
     progress: bool = True,
     routing: Routing | None = None,
@@ -369,7 +396,7 @@ def evaluate_lit_folder(
                                                   captions, progress))
 
 
-def lit_similarities(data_dir: Path, settings: Settings, heads: LitHeads, routing: Routing,
+def lit_similarities(data_dir: Path, settings: Settings, heads: LitModel, routing: Routing,
                      captions: str = BASE_CAPTIONS, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(captions x images cosines, each caption's image) of a Flickr-layout folder under these heads: what
     `evaluate_lit_folder` scores, and what an ensemble of heads averages."""
@@ -461,7 +488,7 @@ def _holdout_sets(caption_sets: dict[str, list[list[str]]], ho: np.ndarray) -> d
 
 
 def _evaluate_sets(
-    heads: LitHeads,
+    heads: LitModel,
     routing: dict[str, list[str]],
     img: np.ndarray,
     sets: dict[str, tuple[list[str], np.ndarray]],

@@ -176,8 +176,8 @@ def test_killed_ingest_resumes_without_duplicates(home: Path, fashion_subset: An
     assert stats(home) == stats(fresh)
 
 
-def test_train_encoder_takes_a_seed(tmp_path: Path, shared_data: Path) -> None:
-    """`--seed` reaches the training and is saved beside the heads (two seeds make an ensemble to compare)."""
+def test_train_encoder_takes_a_seed_and_members(tmp_path: Path, shared_data: Path) -> None:
+    """`--seed` and `--members` reach the training and are saved beside the heads: members of seeds 3, 4, 5."""
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
     lines = (shared_data / "flickr8k" / "train" / "captions.jsonl").read_text(encoding="utf-8").splitlines()[:8]
@@ -186,6 +186,9 @@ def test_train_encoder_takes_a_seed(tmp_path: Path, shared_data: Path) -> None:
         shutil.copy(shared_data / "flickr8k" / "train" / image, data / image)
     (data / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     home = tmp_path / "ws"
-    assert main(["train", "encoder", "--data", str(data), "--home", str(home), "--seed", "3", "--json"]) == 0
+    args = ["train", "encoder", "--data", str(data), "--home", str(home), "--seed", "3", "--members", "3", "--json"]
+    assert main(args) == 0
     config = json.loads((home / "models" / "lit" / "config.json").read_text(encoding="utf-8"))
     assert config["training"]["hyperparams"]["seed"] == 3
+    assert config["arch"]["members"] == 3
+    assert [m["seed"] for m in config["training"]["members"]] == [3, 4, 5]

@@ -39,6 +39,8 @@ FAST = {
 COLLECTION = (0, 3, 9, 14, 21, 30, 42, 57)
 """Training images that make the small Chinese-captioned collection."""
 ROUTING = {"latin": [TEXT], "other": [TEXT_ML]}
+DIM = 2 * 64
+"""Two members (the default ensemble) of 64 dimensions."""
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_encoder_routes_each_text(trained: tuple[Settings, dict[str, Any]]) -> N
     assert isinstance(enc, LitEncoder)
     texts = ["a dog runs in the snow", "一只狗在雪地里奔跑", "a dog 在雪地里", "เด็กๆ วิ่งเล่น", "ልጆች ይሮጣሉ", ""]
     v = enc.encode_texts(texts)
-    assert v.shape == (len(texts), 64) and np.isfinite(v).all()
+    assert v.shape == (len(texts), DIM) and np.isfinite(v).all()
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     # Each text alone gives the vector it gets in a mixed batch.
     np.testing.assert_allclose(np.stack([enc.encode_texts([t])[0] for t in texts]), v, atol=1e-4)
@@ -175,9 +177,9 @@ def test_an_old_single_tower_model_still_loads(tmp_path: Path) -> None:
         config.pop(key)
     config_path.write_text(json.dumps(config), encoding="utf-8")
     enc = LitEncoder(lit_model_dir(settings))
-    assert enc.heads.text_ml is None and enc.routing == {"latin": [TEXT], "other": [TEXT]}
+    assert TEXT_ML not in enc.heads.text_heads and enc.routing == {"latin": [TEXT], "other": [TEXT]}
     v = enc.encode_texts(["a dog", "一只狗", "ልጆች"])
-    assert v.shape == (3, 64) and np.isfinite(v).all()
+    assert v.shape == (3, DIM) and np.isfinite(v).all()
 
 
 def _search(capsys: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[dict[str, Any], str]:

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from mmkg.encoders.backbones import get_image_tower, get_text_tower
 from mmkg.encoders.factory import clear_encoder_cache, create_encoder
-from mmkg.encoders.lit import LitEncoder, lit_model_dir
+from mmkg.encoders.lit import TEXT, LitEncoder, LitEnsemble, LitHeads, lit_model_dir
 from mmkg.errors import ModelNotReadyError, UserInputError
 from mmkg.ingest.images import load_image
 from mmkg.settings import Settings
@@ -85,15 +86,48 @@ def test_encoder_shapes_norms_dtype(trained: tuple[Settings, dict[str, Any]], im
     clear_encoder_cache()
     enc = create_encoder(settings)
     assert isinstance(enc, LitEncoder)
-    assert enc.dim == 32 and enc.fingerprint.startswith("lit:")
+    dim = 2 * 32  # two members (the default) of 32 dimensions, side by side
+    assert enc.dim == dim and enc.fingerprint.startswith("lit:")
     assert create_encoder(settings) is enc  # loaded once per process
     img = enc.encode_images(images)
     txt = enc.encode_texts(["a dog runs in the snow", "a child plays croquet", ""])
     for x, n in ((img, len(images)), (txt, 3)):
-        assert x.shape == (n, 32) and x.dtype == np.float32
+        assert x.shape == (n, dim) and x.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
-    assert enc.encode_images([]).shape == (0, 32)
-    assert enc.encode_texts([]).shape == (0, 32)
+    assert enc.encode_images([]).shape == (0, dim)
+    assert enc.encode_texts([]).shape == (0, dim)
+
+
+def test_an_ensemble_scores_the_mean_of_its_members(
+    trained: tuple[Settings, dict[str, Any]], images: list[Any]
+) -> None:
+    settings, summary = trained
+    enc = LitEncoder(lit_model_dir(settings))
+    assert isinstance(enc.heads, LitEnsemble) and len(enc.heads.member_heads) == 2
+    assert [m["seed"] for m in summary["members"]] == [0, 1]
+    pairs = read_caption_pairs(FLICKR_TRAIN, max_images=len(images))
+    feats, _, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=False)
+    texts = ["a dog runs in the snow", "a child plays croquet"]
+    cosines = enc.encode_texts(texts) @ enc.encode_images(images).T
+    text_feats = torch.from_numpy(enc.text_features(TEXT, texts))
+    image_feats = torch.from_numpy(feats["plain"])
+    with torch.inference_mode():
+        per_member = [
+            (m.embed_texts(text_feats) @ m.embed_images(image_feats).T).numpy() for m in enc.heads.member_heads
+        ]
+    assert not np.allclose(per_member[0], per_member[1], atol=1e-3)  # two seeds, two different models
+    np.testing.assert_allclose(cosines, (per_member[0] + per_member[1]) / 2, atol=1e-4)
+
+
+def test_one_member_saves_plain_heads(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "ws")
+    summary = train_lit(FLICKR_TRAIN, settings, **{**FAST, "epochs": 1, "members": 1})
+    config = json.loads((lit_model_dir(settings) / "config.json").read_text())
+    assert "members" not in config["arch"] and len(summary["members"]) == 1
+    enc = LitEncoder(lit_model_dir(settings))
+    assert isinstance(enc.heads, LitHeads) and enc.dim == 32
+    with pytest.raises(UserInputError, match="members"):
+        train_lit(FLICKR_TRAIN, settings, **{**FAST, "members": 0})
 
 
 def test_batching_invariance_and_determinism(trained: tuple[Settings, dict[str, Any]], images: list[Any]) -> None:
