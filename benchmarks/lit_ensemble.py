@@ -34,6 +34,7 @@ def main() -> None:
     settings = Settings.load(home=args.home)
     model, config = load_lit_heads(lit_model_dir(settings))
     routing = model_routing(config, model)
+    views = config.get("image_views") or ["plain"]
     runs: dict[str, LitModel] = {"ensemble": model}
     if isinstance(model, LitEnsemble):
         seed = int(config["training"]["hyperparams"]["seed"])
@@ -42,7 +43,7 @@ def main() -> None:
     for name in (BASE_CAPTIONS, *extra_caption_files(args.data)):
         scores = {}
         for label, heads in runs.items():
-            sim, text_image = lit_similarities(args.data, settings, heads, routing, name, False)
+            sim, text_image = lit_similarities(args.data, settings, heads, routing, views, name, False)
             scores[label] = {k: round(float(image_text_retrieval(sim, text_image)[k]), 2) for k in KEYS}
         out[name] = scores
     print(json.dumps(out, ensure_ascii=False, indent=1))

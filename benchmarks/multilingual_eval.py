@@ -47,10 +47,11 @@ def main() -> None:
     heads, config = load_lit_heads(lit_model_dir(settings))
     routing = parse_routing(args.routing, model_routing(config, heads))
     names = args.captions or [BASE_CAPTIONS, *extra_caption_files(args.data)]
-    out: dict[str, object] = {"data": str(args.data), "model": config["weights"], "routing": routing}
+    out: dict[str, object] = {"data": str(args.data), "model": config["weights"], "routing": routing,
+                              "image_views": config.get("image_views") or ["plain"]}
     for name in names:
         t = time.perf_counter()
-        m = evaluate_lit_folder(args.data, settings, heads=heads, captions=name, routing=routing, progress=False)
+        m = evaluate_lit_folder(args.data, settings, captions=name, routing=routing, progress=False)
         out[name] = {k: round(float(m[k]), 2) for k in KEYS} | {"seconds": round(time.perf_counter() - t, 1)}
     print(json.dumps(out, ensure_ascii=False, indent=2))
 

@@ -19,6 +19,11 @@ The trained model lives in ``<workspace>/models/lit/``:
 * ``heads-<sha12>.pt`` — the heads' ``state_dict`` (a plain tensor dict, loaded with
   ``weights_only=True``).
 
+An image is embedded as the mean of the frozen features of its views (``image_views`` in config.json:
+the plain image and its mirror image for heads trained on both, the default; ``plain`` alone for models saved
+before): a mirrored photo shows the same scene, and averaging the two views lifts flickr8k/dev R@1 by about a
+point in both directions (README). It costs a second pass of the image tower.
+
 A model trained with several members (``arch["members"]``, default 2: `LitTrainConfig.members`) is a
 `LitEnsemble`: heads of consecutive seeds whose unit vectors sit side by side, so one cosine is the mean of
 the members' cosines.
@@ -98,6 +103,14 @@ def _latin_letter(ch: str) -> bool:
 def text_towers(text: str, routing: dict[str, list[str]]) -> list[str]:
     """The text heads that embed this text under a model's routing."""
     return routing["latin"] if is_latin_text(text) else routing["other"]
+
+
+def mean_of_views(features: dict[str, np.ndarray], views: Sequence[str]) -> np.ndarray:
+    """The feature an image is embedded from: the mean of its views' frozen features (training and evaluation
+    read the views from the feature cache, the encoder from its live tower)."""
+    if len(views) == 1:
+        return features[views[0]]
+    return np.mean([features[view] for view in views], axis=0, dtype=np.float32)
 
 
 def lit_model_dir(settings: Settings) -> Path:
@@ -284,6 +297,7 @@ def save_lit_model(
     arch: dict[str, Any],
     summary: dict[str, Any],
     routing: dict[str, list[str]] | None = None,
+    image_views: Sequence[str] = ("plain",),
 ) -> Path:
     """Write the weights (content-addressed) then config.json (the commit point); drop stale weights."""
     buf = io.BytesIO()
@@ -300,6 +314,7 @@ def save_lit_model(
         "weights_sha256": digest,
         "image_backbone": IMAGE_BACKBONE,
         "image_feature": IMAGE_FEATURE,
+        "image_views": list(image_views),
         "text_backbone": TEXT_BACKBONE,
         "text_feature": TEXT_FEATURE,
         "preprocessing": {
@@ -375,6 +390,7 @@ class LitEncoder(Encoder):
         self.heads, self.config = load_lit_heads(self.model_dir)
         self.dim = self.heads.embed_dim
         self.routing = model_routing(self.config, self.heads)
+        self.image_views: tuple[str, ...] = tuple(self.config.get("image_views") or ("plain",))
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.heads.to(device)
@@ -403,7 +419,7 @@ class LitEncoder(Encoder):
         return self.text_tower.features(texts, batch_size=max(self.batch_size, 64), progress=progress)
 
     def project_image_features(self, feats: np.ndarray) -> np.ndarray:
-        """Frozen image features (n, 1280) -> unit vectors (n, dim)."""
+        """Frozen image features (n, 1280; the mean of the views: `image_features`) -> unit vectors (n, dim)."""
         return self._project(self.heads.embed_images, feats)
 
     def project_text_features(self, feats: np.ndarray) -> np.ndarray:
@@ -418,11 +434,22 @@ class LitEncoder(Encoder):
             out = fn(torch.from_numpy(np.ascontiguousarray(feats)).to(self.device)).float().cpu().numpy()
         return l2_normalize(out)
 
+    def image_features(self, images: Sequence[Image.Image], progress: bool = False) -> np.ndarray:
+        """The frozen feature each image is embedded from: the mean of its views', from the live tower."""
+        tower = self.image_tower
+        views = {v: tower.features(list(images), view=v, batch_size=self.batch_size, progress=progress)
+                 for v in self.image_views}
+        return mean_of_views(views, self.image_views)
+
+    def batch_image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """`image_features` of one batch, without the tower's lock (ingest runs batches on several threads)."""
+        tower = self.image_tower
+        return mean_of_views({v: tower.batch_features(images, v) for v in self.image_views}, self.image_views)
+
     def encode_images(self, images: Sequence[Image.Image], progress: bool = False) -> np.ndarray:
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        feats = self.image_tower.features(list(images), batch_size=self.batch_size, progress=progress)
-        return self.project_image_features(feats)
+        return self.project_image_features(self.image_features(images, progress))
 
     def encode_texts(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if isinstance(texts, str):

@@ -93,9 +93,9 @@ class EncodePool:
             return Pending([], lambda x: x, enc.dim)
         if not isinstance(enc, LitEncoder) or self.workers == 1:
             return Pending([self.submit(enc.encode_images, list(images))], lambda x: x, enc.dim)
-        tower = enc.image_tower
         size = min(enc.batch_size, -(-len(images) // self.workers))
-        parts = [self.submit(tower.batch_features, list(images[i : i + size])) for i in range(0, len(images), size)]
+        parts = [self.submit(enc.batch_image_features, list(images[i : i + size]))
+                 for i in range(0, len(images), size)]
         return Pending(parts, enc.project_image_features, enc.dim)
 
     def texts(self, texts: Sequence[str]) -> Pending:

@@ -14,7 +14,7 @@ multilingual text head on multilingual-e5-small (`mmkg.encoders.lit`).
    The epoch with the best holdout rsum (summed over the caption files, each caption embedded as
    the encoder will embed it) is kept. With ``members`` > 1 this is repeated with seeds ``seed + 1``, ...
    (initialisation and batch order; the holdout stays the same) and the members are saved as one
-   `LitEnsemble`.
+   `LitEnsemble`. Holdout images are embedded as the encoder embeds them: the mean of their views' features.
 3. Save heads + config (the `LitTrainConfig` among it) atomically to ``<home>/models/lit``
    (`mmkg.encoders.lit.save_lit_model`).
 4. If ``dev_dir`` is given, report the retrieval metrics on it (reporting only, never selection).
@@ -26,6 +26,7 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from mmkg.encoders.lit import (
     is_latin_text,
     lit_model_dir,
     load_lit_heads,
+    mean_of_views,
     model_routing,
     save_lit_model,
     text_towers,
@@ -104,11 +106,11 @@ def train_lit(
 
     summary = _summary(data, config, heads, fit, ho, runs, t_features)
     model_dir = lit_model_dir(settings)
-    save_lit_model(model_dir, heads, arch, summary, data.routing)
+    save_lit_model(model_dir, heads, arch, summary, data.routing, data.views)
     log.info("saved lit heads to %s", model_dir)
     if dev_dir is not None:
         summary["dev"] = {
-            name: _round(evaluate_lit_folder(Path(dev_dir), settings, heads=heads, captions=name, progress=progress))
+            name: _round(evaluate_lit_folder(Path(dev_dir), settings, captions=name, progress=progress))
             for name in [BASE_CAPTIONS, *(extra_caption_files(Path(dev_dir)) if config.multilingual else [])]
         }
     summary["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -133,6 +135,15 @@ class TrainingData:
     """Per captions file, the captions of each usable image."""
     routing: Routing
     tables: dict[str, CaptionTable]
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The image views the heads learn from, and so the views an image is embedded as the mean of."""
+        return tuple(self.image_feats)
+
+    def holdout_images(self, ho: np.ndarray) -> np.ndarray:
+        """The holdout images' features as the encoder will embed them (the mean of their views)."""
+        return mean_of_views({v: f[ho] for v, f in self.image_feats.items()}, self.views)
 
     @classmethod
     def load(
@@ -242,7 +253,7 @@ def _fit_heads(
     opt, sched = _optimiser(heads, config, steps_per_epoch)
     views = {v: torch.from_numpy(f) for v, f in data.image_feats.items()}
     holdout_sets = _holdout_sets(data.caption_sets, ho)
-    holdout_images = data.image_feats["plain"][ho]
+    holdout_images = data.holdout_images(ho)
 
     heads.train()
     best_rsum, best_state = -1.0, None
@@ -318,7 +329,7 @@ def _summary(
     (the ensemble's, with several members), ``members`` how each member's training went."""
     holdout = runs[0].holdout
     if len(runs) > 1 and ho.size:
-        holdout = _evaluate_sets(heads, data.routing, data.image_feats["plain"][ho],
+        holdout = _evaluate_sets(heads, data.routing, data.holdout_images(ho),
                                  _holdout_sets(data.caption_sets, ho), data.tables)
     return {
         "data": str(data.data_dir),
@@ -380,28 +391,27 @@ def contrastive_loss(
 def evaluate_lit_folder(
     data_dir: Path,
     settings: Settings,
-    heads: LitModel | None = None,
     captions: str = BASE_CAPTIONS,
     progress: bool = True,
     routing: Routing | None = None,
 ) -> dict[str, float]:
-    """Image-text retrieval metrics of the lit encoder on a Flickr-layout folder, with the queries of
-    one captions file (``captions.zh.jsonl``: Chinese queries), routed as the encoder routes them
-    (or by `routing`, to compare routings). Plain view; frozen features from the cache (computed and
-    cached on a miss)."""
-    config: dict[str, Any] = {}
-    if heads is None:
-        heads, config = load_lit_heads(lit_model_dir(settings))
-    return image_text_retrieval(*lit_similarities(data_dir, settings, heads, routing or model_routing(config, heads),
-                                                  captions, progress))
+    """Image-text retrieval metrics of the workspace's lit encoder on a Flickr-layout folder, with the queries of
+    one captions file (``captions.zh.jsonl``: Chinese queries), routed as the encoder routes them (or by
+    `routing`, to compare routings). Frozen features from the cache (computed and cached on a miss)."""
+    heads, config = load_lit_heads(lit_model_dir(settings))
+    sims = lit_similarities(data_dir, settings, heads, routing or model_routing(config, heads),
+                            config.get("image_views") or ("plain",), captions, progress)
+    return image_text_retrieval(*sims)
 
 
 def lit_similarities(data_dir: Path, settings: Settings, heads: LitModel, routing: Routing,
-                     captions: str = BASE_CAPTIONS, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(captions x images cosines, each caption's image) of a Flickr-layout folder under these heads: what
-    `evaluate_lit_folder` scores, and what an ensemble of heads averages."""
+                     image_views: Sequence[str] = ("plain",), captions: str = BASE_CAPTIONS,
+                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(captions x images cosines, each caption's image) of a Flickr-layout folder under these heads, each
+    image embedded from the mean of `image_views`: what `evaluate_lit_folder` scores, and what the ensemble
+    benchmark compares member by member."""
     pairs = read_caption_pairs(Path(data_dir), name=captions)
-    feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=progress)
+    feats, ok, _ = cached_image_features(pairs.paths, settings, tuple(image_views), progress=progress)
     caps = [pairs.captions[i] for i in ok]
     texts = [c for cs in caps for c in cs]
     text_image = np.repeat(np.arange(len(caps)), [len(c) for c in caps])
@@ -412,7 +422,8 @@ def lit_similarities(data_dir: Path, settings: Settings, heads: LitModel, routin
     te = embed_texts_routed(heads, routing, texts, features)
     heads.eval()
     with torch.inference_mode():
-        ie = heads.embed_images(torch.from_numpy(np.ascontiguousarray(feats["plain"]))).numpy()
+        image = np.ascontiguousarray(mean_of_views(feats, tuple(image_views)))
+        ie = heads.embed_images(torch.from_numpy(image)).numpy()
     return te @ ie.T, text_image
 
 

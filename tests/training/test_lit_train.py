@@ -13,7 +13,7 @@ import torch
 
 from mmkg.encoders.backbones import get_image_tower, get_text_tower
 from mmkg.encoders.factory import clear_encoder_cache, create_encoder
-from mmkg.encoders.lit import TEXT, LitEncoder, LitEnsemble, LitHeads, lit_model_dir
+from mmkg.encoders.lit import TEXT, LitEncoder, LitEnsemble, LitHeads, lit_model_dir, mean_of_views
 from mmkg.errors import ModelNotReadyError, UserInputError
 from mmkg.ingest.images import load_image
 from mmkg.settings import Settings
@@ -106,11 +106,11 @@ def test_an_ensemble_scores_the_mean_of_its_members(
     assert isinstance(enc.heads, LitEnsemble) and len(enc.heads.member_heads) == 2
     assert [m["seed"] for m in summary["members"]] == [0, 1]
     pairs = read_caption_pairs(FLICKR_TRAIN, max_images=len(images))
-    feats, _, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=False)
+    feats, _, _ = cached_image_features(pairs.paths, settings, enc.image_views, progress=False)
     texts = ["a dog runs in the snow", "a child plays croquet"]
     cosines = enc.encode_texts(texts) @ enc.encode_images(images).T
     text_feats = torch.from_numpy(enc.text_features(TEXT, texts))
-    image_feats = torch.from_numpy(feats["plain"])
+    image_feats = torch.from_numpy(mean_of_views(feats, enc.image_views))
     with torch.inference_mode():
         per_member = [
             (m.embed_texts(text_feats) @ m.embed_images(image_feats).T).numpy() for m in enc.heads.member_heads
@@ -126,6 +126,19 @@ def test_one_member_saves_plain_heads(tmp_path: Path) -> None:
     assert "members" not in config["arch"] and len(summary["members"]) == 1
     enc = LitEncoder(lit_model_dir(settings))
     assert isinstance(enc.heads, LitHeads) and enc.dim == 32
+
+
+def test_a_model_saved_before_views_embeds_the_plain_image(tmp_path: Path, images: list[Any]) -> None:
+    settings = _settings(tmp_path / "ws")
+    train_lit(FLICKR_TRAIN, settings, **{**FAST, "epochs": 1, "members": 1})
+    config_path = lit_model_dir(settings) / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("image_views")  # the format written before views were averaged
+    config_path.write_text(json.dumps(config))
+    enc = LitEncoder(lit_model_dir(settings))
+    assert enc.image_views == ("plain",)
+    plain = enc.image_tower.features(images, view="plain")
+    np.testing.assert_allclose(enc.encode_images(images), enc.project_image_features(plain), atol=1e-5)
     with pytest.raises(UserInputError, match="members"):
         train_lit(FLICKR_TRAIN, settings, **{**FAST, "members": 0})
 
@@ -146,9 +159,11 @@ def test_live_encoding_matches_cached_features(trained: tuple[Settings, dict[str
     settings, _ = trained
     enc = LitEncoder(lit_model_dir(settings))
     pairs = read_caption_pairs(FLICKR_TRAIN, max_images=len(images))
-    feats, ok, _ = cached_image_features(pairs.paths, settings, ("plain",), progress=False)
+    assert enc.image_views == ("plain", "hflip")  # trained on both views, so embedded as their mean
+    feats, ok, _ = cached_image_features(pairs.paths, settings, enc.image_views, progress=False)
     assert ok == list(range(len(images)))
-    np.testing.assert_allclose(enc.project_image_features(feats["plain"]), enc.encode_images(images), atol=1e-4)
+    cached = enc.project_image_features(mean_of_views(feats, enc.image_views))
+    np.testing.assert_allclose(cached, enc.encode_images(images), atol=1e-4)
 
 
 def test_retraining_hits_the_feature_cache(trained: tuple[Settings, dict[str, Any]]) -> None:
