@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmkg.encoders.lit import embed_texts_routed, lit_model_dir, load_lit_heads, mean_of_views, model_routing
+from mmkg.encoders.lit import (
+    embed_texts_routed,
+    lit_model_dir,
+    load_lit_heads,
+    mean_of_views,
+    model_image_views,
+    model_routing,
+)
 from mmkg.encoders.lit_config import LitTrainConfig, holdout_split
 from mmkg.evaluation.metrics import image_text_retrieval
 from mmkg.settings import Settings
@@ -62,7 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = Settings.load(home=args.home)
     heads, config = load_lit_heads(lit_model_dir(settings))
-    routing, views = model_routing(config, heads), tuple(config.get("image_views") or ("plain",))
+    routing, views = model_routing(config, heads), model_image_views(config)
     pairs = read_caption_pairs(args.data)
     feats, ok, _ = cached_image_features(pairs.paths, settings, views, progress=False)
     raw_images = mean_of_views(feats, views)

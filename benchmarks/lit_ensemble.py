@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from mmkg.encoders.lit import LitEnsemble, LitModel, lit_model_dir, load_lit_heads, model_routing
+from mmkg.encoders.lit import LitEnsemble, LitModel, lit_model_dir, load_lit_heads, model_image_views, model_routing
 from mmkg.evaluation.metrics import image_text_retrieval
 from mmkg.settings import Settings
 from mmkg.training.captions import BASE_CAPTIONS, extra_caption_files
@@ -34,7 +34,7 @@ def main() -> None:
     settings = Settings.load(home=args.home)
     model, config = load_lit_heads(lit_model_dir(settings))
     routing = model_routing(config, model)
-    views = config.get("image_views") or ["plain"]
+    views = model_image_views(config)
     runs: dict[str, LitModel] = {"ensemble": model}
     if isinstance(model, LitEnsemble):
         seed = int(config["training"]["hyperparams"]["seed"])

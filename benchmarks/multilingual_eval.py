@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from mmkg.encoders.lit import TEXT, TEXT_ML, lit_model_dir, load_lit_heads, model_routing
+from mmkg.encoders.lit import TEXT, TEXT_ML, lit_model_dir, load_lit_heads, model_image_views, model_routing
 from mmkg.settings import Settings
 from mmkg.training.captions import BASE_CAPTIONS, extra_caption_files
 from mmkg.training.lit_train import evaluate_lit_folder
@@ -48,7 +48,7 @@ def main() -> None:
     routing = parse_routing(args.routing, model_routing(config, heads))
     names = args.captions or [BASE_CAPTIONS, *extra_caption_files(args.data)]
     out: dict[str, object] = {"data": str(args.data), "model": config["weights"], "routing": routing,
-                              "image_views": config.get("image_views") or ["plain"]}
+                              "image_views": model_image_views(config)}
     for name in names:
         t = time.perf_counter()
         m = evaluate_lit_folder(args.data, settings, captions=name, routing=routing, progress=False)

@@ -77,10 +77,9 @@ def batched(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any
         yield start, items[start : start + size]
 
 
-def preprocess_image(image: Image.Image, view: str = "plain") -> torch.Tensor:
-    """RGB, shorter side resized to 224 (bicubic), centre crop 224, (x - 127) / 128, CHW float32."""
-    if view not in IMAGE_VIEWS:
-        raise ValueError(f"unknown image view {view!r}: choose one of {IMAGE_VIEWS}")
+def preprocess_image(image: Image.Image) -> torch.Tensor:
+    """RGB, shorter side resized to 224 (bicubic), centre crop 224, (x - 127) / 128, CHW float32 (the plain view;
+    `image_views` mirrors it for the others)."""
     im = image if image.mode == "RGB" else image.convert("RGB")
     w, h = im.size
     if (w, h) != (IMAGE_SIZE, IMAGE_SIZE):
@@ -89,11 +88,21 @@ def preprocess_image(image: Image.Image, view: str = "plain") -> torch.Tensor:
         im = im.resize((nw, nh), Image.Resampling.BICUBIC)
         left, top = (nw - IMAGE_SIZE) // 2, (nh - IMAGE_SIZE) // 2
         im = im.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-    if view == "hflip":
-        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     arr = np.asarray(im, dtype=np.float32)
     x = torch.from_numpy(arr.copy()).permute(2, 0, 1)
     return (x - IMAGE_MEAN) / IMAGE_STD
+
+
+def image_views(batch: torch.Tensor, views: str | Sequence[str]) -> tuple[torch.Tensor, int]:
+    """A preprocessed batch in each of `views`, stacked (``hflip``: mirrored, the same tensor as mirroring the
+    crop), and how many views: one forward pass runs them all, each image preprocessed once."""
+    names = (views,) if isinstance(views, str) else tuple(views)
+    unknown = [v for v in names if v not in IMAGE_VIEWS]
+    if unknown or not names:
+        raise ValueError(f"unknown image view(s) {unknown or names!r}: choose from {IMAGE_VIEWS}")
+    if names == ("plain",):
+        return batch, 1
+    return torch.cat([batch.flip(-1) if v == "hflip" else batch for v in names]), len(names)
 
 
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
@@ -176,6 +185,12 @@ class ImageTower:
         else:
             log.info("loaded %s from %s; runs on torch %s (%s)", IMAGE_BACKBONE, weights, torch.__version__, device)
 
+    def _pooled(self, images: Sequence[Image.Image], views: str | Sequence[str]) -> np.ndarray:
+        """Pooled features of these images, averaged over `views` (one view: its features)."""
+        batch, n_views = image_views(torch.stack([preprocess_image(im) for im in images]), views)
+        out = self._forward(batch).float().cpu()
+        return out.view(n_views, len(images), -1).mean(0).numpy() if n_views > 1 else out.numpy()
+
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.onnx is not None:
             return torch.from_numpy(self.onnx(batch.numpy()))
@@ -186,29 +201,28 @@ class ImageTower:
     def features(
         self,
         images: Sequence[Image.Image],
-        view: str = "plain",
+        view: str | Sequence[str] = "plain",
         batch_size: int = 32,
         progress: bool = False,
         desc: str = "image features",
     ) -> np.ndarray:
+        """(n, 1280) features of one view, or the mean over several views (a sequence of view names)."""
         out = np.empty((len(images), self.dim), dtype=np.float32)
         show = progress and len(images) >= PROGRESS_MIN_ITEMS
         bar = tqdm(total=len(images), desc=desc, unit="img", disable=not show)
         with self._lock, torch.inference_mode(), bar:
             for start, chunk in batched(images, batch_size):
-                x = torch.stack([preprocess_image(im, view) for im in chunk])
-                out[start : start + len(chunk)] = self._forward(x).float().cpu().numpy()
+                out[start : start + len(chunk)] = self._pooled(chunk, view)
                 self.calls += 1
                 self.items += len(chunk)
                 bar.update(len(chunk))
         return out
 
-    def batch_features(self, images: Sequence[Image.Image], view: str = "plain") -> np.ndarray:
+    def batch_features(self, images: Sequence[Image.Image], view: str | Sequence[str] = "plain") -> np.ndarray:
         """`features` of one batch without the tower's lock, for callers that run batches on several threads at
         once (ingest does, each op on one thread); the model is only read, so this is safe. Not counted."""
         with torch.inference_mode():
-            x = torch.stack([preprocess_image(im, view) for im in images])
-            return self._forward(x).float().cpu().numpy()
+            return self._pooled(images, view)
 
     def classify(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[tuple[int, float]]]:
         """ImageNet top-k (class index, probability): a check that the pretrained weights really loaded."""

@@ -39,7 +39,7 @@ import math
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -234,9 +234,12 @@ class LitEnsemble(nn.Module):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
-        self.member_heads = list(members)
         self.embed_dim = sum(m.embed_dim for m in members)
         self._scale = 1.0 / math.sqrt(len(members))
+
+    @property
+    def member_heads(self) -> list[LitHeads]:
+        return cast(list[LitHeads], list(self.members))
 
     @property
     def temperature(self) -> float:
@@ -282,6 +285,11 @@ def embed_texts_routed(
             x = torch.from_numpy(feats).to(param.device)
             out[np.asarray(rows)] += heads.embed_texts(x, head).float().cpu().numpy()
     return l2_normalize(out)
+
+
+def model_image_views(config: dict[str, Any]) -> tuple[str, ...]:
+    """The views a saved model embeds an image as the mean of; a model saved before views were recorded: plain."""
+    return tuple(config.get("image_views") or ("plain",))
 
 
 def model_routing(config: dict[str, Any], heads: LitModel) -> dict[str, list[str]]:
@@ -391,7 +399,7 @@ class LitEncoder(Encoder):
         self.heads, self.config = load_lit_heads(self.model_dir)
         self.dim = self.heads.embed_dim
         self.routing = model_routing(self.config, self.heads)
-        self.image_views: tuple[str, ...] = tuple(self.config.get("image_views") or ("plain",))
+        self.image_views = model_image_views(self.config)
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.heads.to(device)
@@ -437,15 +445,11 @@ class LitEncoder(Encoder):
 
     def image_features(self, images: Sequence[Image.Image], progress: bool = False) -> np.ndarray:
         """The frozen feature each image is embedded from: the mean of its views', from the live tower."""
-        tower = self.image_tower
-        views = {v: tower.features(list(images), view=v, batch_size=self.batch_size, progress=progress)
-                 for v in self.image_views}
-        return mean_of_views(views, self.image_views)
+        return self.image_tower.features(list(images), self.image_views, self.batch_size, progress)
 
     def batch_image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
         """`image_features` of one batch, without the tower's lock (ingest runs batches on several threads)."""
-        tower = self.image_tower
-        return mean_of_views({v: tower.batch_features(images, v) for v in self.image_views}, self.image_views)
+        return self.image_tower.batch_features(images, self.image_views)
 
     def encode_images(self, images: Sequence[Image.Image], progress: bool = False) -> np.ndarray:
         if len(images) == 0:

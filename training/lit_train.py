@@ -50,6 +50,7 @@ from mmkg.encoders.lit import (
     lit_model_dir,
     load_lit_heads,
     mean_of_views,
+    model_image_views,
     model_routing,
     save_lit_model,
     text_towers,
@@ -400,7 +401,7 @@ def evaluate_lit_folder(
     `routing`, to compare routings). Frozen features from the cache (computed and cached on a miss)."""
     heads, config = load_lit_heads(lit_model_dir(settings))
     sims = lit_similarities(data_dir, settings, heads, routing or model_routing(config, heads),
-                            config.get("image_views") or ("plain",), captions, progress)
+                            model_image_views(config), captions, progress)
     return image_text_retrieval(*sims)
 
 
