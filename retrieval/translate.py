@@ -19,9 +19,11 @@ from mmkg.errors import ModelNotReadyError
 SENSES = 2
 """Senses a word stands for: `皮带` strap, leather belt; `粉色` pink, white (the third is `erotic`)."""
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_SKIP = re.compile(r"^(CL:|surname |variant of |old variant|archaic|abbr\. |see |used in |also written |"
+_WORD = re.compile(r"[^\W_]+")
+_SKIP = re.compile(r"^(CL:|surname |variant of |old variant|archaic|abbr\. |see |used in |also written |fig\. |"
                    r"\(old\)|\(dialect\)|\(coll\.\)|\(slang\)|\(literary\)|to )", re.IGNORECASE)
+_GLUED = re.compile(r"\((\w+)\)(?=\w)")
+"""`(hand)bag` -> `handbag`; any other parenthesis is a note (`blue (color)`) and goes."""
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 
 
@@ -37,7 +39,7 @@ def _senses() -> dict[str, tuple[str, ...]]:
         for sense in entry["definitions"]:
             if _SKIP.match(sense.strip()) or _HAN.search(sense):
                 continue
-            text = " ".join(_PAREN.sub(" ", sense).split())
+            text = " ".join(_PAREN.sub(" ", _GLUED.sub(r"\1", sense)).split())
             if text:
                 for head in {entry["simplified"], entry["traditional"]}:
                     if text not in out.setdefault(head, []):
@@ -59,24 +61,25 @@ def segment_han(text: str) -> list[str]:
 
 
 def han_words(text: str) -> list[str]:
-    """The Chinese words of `text` (its Han runs segmented), in order, without repeats."""
-    return list(dict.fromkeys(w for run in _HAN_RUN.findall(text) for w in segment_han(run)))
+    """The Chinese words of `text` (jieba's words of each run of letters with Han in it: `T恤` is one word), in
+    order, without repeats."""
+    runs = [run for run in _WORD.findall(text) if _HAN.search(run)]
+    return list(dict.fromkeys(w for run in runs for w in segment_han(run) if _HAN.search(w)))
 
 
 def english_senses(word: str) -> list[tuple[str, float]]:
     """A Chinese word's first `SENSES` English senses, weighted 1, 1/2, ...; a word CEDICT lacks is read as
-    its longest known parts (`黑皮带` -> `黑` black, `皮带` belt)."""
+    its longest known parts of two characters or more (`真皮带` -> `皮带`, belt): a single character's senses
+    are too many to guess from (`米色`, beige, would be rice and colour)."""
     senses = _senses()
     if word in senses:
         return [(s, 1.0 / (i + 1)) for i, s in enumerate(senses[word][:SENSES])]
     out: list[tuple[str, float]] = []
     start = 0
     while start < len(word):
-        for end in range(len(word), start, -1):
-            if word[start:end] in senses or end == start + 1:
-                out += [(s, 1.0 / (i + 1)) for i, s in enumerate(senses.get(word[start:end], ())[:SENSES])]
-                start = end
-                break
+        end = next((e for e in range(len(word), start + 1, -1) if word[start:e] in senses), start + 1)
+        out += [(s, 1.0 / (i + 1)) for i, s in enumerate(senses.get(word[start:end], ())[:SENSES]) if end > start + 1]
+        start = end
     return out
 
 

@@ -17,11 +17,14 @@ def test_a_word_stands_for_its_first_senses_the_first_weighing_most() -> None:
     assert [s for s, _ in senses] == ["strap", "leather belt"]
     assert [w for _, w in senses] == [1.0, 0.5]
     assert english_senses("粉色")[0] == ("pink", 1.0)
-    assert english_senses("黑皮带")[0] == ("black", 1.0)  # not in CEDICT: read as its known parts
+    # not in CEDICT: read as its known parts of two characters or more (米色, beige, is not in it either)
+    assert [s for s, _ in english_senses("米色皮带")] == ["strap", "leather belt"]
 
 
 def test_only_words_the_collection_lacks_are_translated() -> None:
     assert set(translations("黑色皮带", lambda w: w == "黑色")) == {"皮带"}
+    assert translations("藏青色T恤", lambda w: False)["T恤"] == [("T-shirt", 1.0)]  # a mixed-script word is one
+    assert translations("黑色手提包", lambda w: False)["手提包"][0] == ("handbag", 1.0)  # CEDICT's (hand)bag
     assert translations("black belt", lambda w: False) == {}
     assert translations("黑色皮带", lambda w: True) == {}
 
