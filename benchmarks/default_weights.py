@@ -23,12 +23,12 @@ from mmkg.retrieval.ranker import DEFAULT_IMAGE, DEFAULT_TEXT, RankWeights
 
 CANDIDATES: dict[str, dict[str, float]] = {
     "defaults": {},
-    "gnn 0": {"gnn": 0.0},
-    "graph_image 0": {"graph_image": 0.0},
-    "gnn 0, graph_image 0": {"gnn": 0.0, "graph_image": 0.0},
-    "gnn 0.5": {"gnn": 0.5},
-    "graph_image 0.5": {"graph_image": 0.5},
-    "gnn 0.5, graph_image 0.5": {"gnn": 0.5, "graph_image": 0.5},
+    "hub 0": {"hub": 0.0},
+    "hub 0.25": {"hub": 0.25},
+    "hub 0.5": {"hub": 0.5},
+    "hub 0.25, k 16": {"hub": 0.25, "hub_k": 16},
+    "hub 0.25, k 256": {"hub": 0.25, "hub_k": 256},
+    "hub 0.5, k 256": {"hub": 0.5, "hub_k": 256},
 }
 
 

@@ -64,21 +64,22 @@ class Tuner:
     metric: Callable[[np.ndarray, np.ndarray], float] = mean_average_precision
 
     def __post_init__(self) -> None:
-        self._base: dict[tuple[float, float, int], dict[str, np.ndarray]] = {}
+        self._base: dict[tuple[float, float, int, int], dict[str, np.ndarray]] = {}
         self._graph: dict[tuple[Any, ...], tuple[dict[str, np.ndarray], np.ndarray]] = {}
 
     def fused(self, w: RankWeights) -> np.ndarray:
         w = self.ranker.weights_for(self.queries.kind, w)
-        key_base = (w.tag_weight, w.gnn_alpha, w.gnn_hops)
+        key_base = (w.tag_weight, w.gnn_alpha, w.gnn_hops, w.hub_k)
         if key_base not in self._base:
-            self._base[key_base] = self.ranker.base_signals(self.queries, RankWeights(**{**w.__dict__, "gnn": 1.0}))
+            self._base[key_base] = self.ranker.base_signals(self.queries, RankWeights(**{**w.__dict__, "gnn": 1.0,
+                                                                                           "hub": 1.0}))
         base = self._base[key_base]
         n_q, n_r = len(self.queries), len(self.ranker.table)
         stage1 = fuse(base, w, BASE_SIGNALS, n_q, n_r)
         if not w.uses_graph():
             return stage1[:, self.columns]
         key = (*(getattr(w, s) for s in BASE_SIGNALS), w.seeds, w.temperature, w.tag_weight, w.gnn_alpha, w.gnn_hops,
-               *(bool(getattr(w, s)) for s in GRAPH_SIGNALS))
+               w.hub_k, *(bool(getattr(w, s)) for s in GRAPH_SIGNALS))
         if key not in self._graph:
             wide = RankWeights(**{**w.__dict__, **{s: 1.0 if getattr(w, s) else 0.0 for s in GRAPH_SIGNALS}})
             graph, _, _ = self.ranker.graph_signals(stage1, wide)
@@ -116,7 +117,9 @@ class Tuner:
     def _available(self, signal: str) -> bool:
         if signal in GRAPH_SIGNALS:
             return True
-        return signal in self.ranker.base_signals(self.queries.take([0]), RankWeights()) if len(self.queries) else False
+        if not len(self.queries):
+            return False
+        return signal in self.ranker.base_signals(self.queries.take([0]), RankWeights(hub=1.0))
 
 
 GRID: dict[str, Sequence[float]] = {
@@ -133,6 +136,8 @@ GRID: dict[str, Sequence[float]] = {
     "seeds": (5, 10, 20, 50),
     "temperature": (0.25, 0.5, 1.0, 2.0),
     "tag_weight": (0.0, 0.25, 0.5),
+    "hub": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "hub_k": (16, 64, 256),
 }
 """The values tuning tries for each weight."""
 

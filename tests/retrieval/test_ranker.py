@@ -3,8 +3,10 @@ brute-force references, record-level hits without repeats, explanations that nam
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from mmkg.evaluation.systems import baseline_scores
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record
 from mmkg.retrieval.lexical import Bm25Index, tokenize
-from mmkg.retrieval.ranker import RankWeights, RecordRanker, reciprocal_rank_fusion
+from mmkg.retrieval.ranker import QuerySet, RankWeights, RecordRanker, reciprocal_rank_fusion
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.records import RecordTable
 from mmkg.retrieval.search import Query
@@ -149,14 +151,17 @@ def test_candidate_search_scores_candidates_exactly(catalog: tuple) -> None:
     """Above `exact_max` records one search scores a candidate set (HNSW nearest rows, moments for the z-scores);
     forced on the small catalog, where every record is a candidate, it gives the exact scores and ranking."""
     gallery, encoder, settings, held_out = catalog
-    forced = RecordRanker(gallery.table, gallery.ranker.config, exact_max=0)
     columns = np.flatnonzero(gallery.table.has_image)
     texts = text_queries(gallery, encoder, TEXTS)
     images = image_queries(gallery, encoder, [r.images[0] for r in held_out[:3]], settings)
-    for queries in (texts, images):
+    config = gallery.ranker.config
+    with_hub = replace(config, text=replace(config.text, hub=0.5), image=replace(config.image, hub=0.5, hub_k=16))
+    for queries, cfg in itertools.product((texts, images), (config, with_hub)):
+        exact_ranker = RecordRanker(gallery.table, cfg)
+        forced = RecordRanker(gallery.table, cfg, exact_max=0)
         for i in range(len(queries)):
             one = queries.take([i])
-            exact = gallery.ranker.score(one)
+            exact = exact_ranker.score(one)
             fast = forced.search_scores(one, within=columns)
             assert set(forced.timings) >= {"sparse", "dense", "final"}
             np.testing.assert_allclose(fast.fused[0][columns], exact.fused[0][columns], rtol=1e-4, atol=1e-4)
@@ -215,3 +220,39 @@ def test_an_image_query_uses_what_the_collection_holds() -> None:
     assert bare.weights_for("image", w) == w and bare.weights_for("text", image_w) == image_w
     stated = RecordRanker(_table_of({"a": ["colour:Black"], "b": ["colour:Brown"]}, {"colour:Black", "colour:Brown"}))
     assert stated.weights_for("image", image_w).graph_entity == 1.0
+
+
+def test_the_hub_signal_lowers_a_record_that_is_near_every_text() -> None:
+    """NNN's correction as a signal: the image `hub` sits near all of the collection's texts, so a text query
+    that is only roughly like it, and more like one other record, finds that record first once `hub` counts."""
+    unit = lambda v: (np.asarray(v, np.float32) / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    images = np.stack([unit([1, 0, 0, 0]), unit([0, 1, 0, 0]), unit([0, 0, 1, 0]), unit([1, 1, 1, 0.2])])
+    texts = np.stack([unit([1, 0, 0, 0.1]), unit([0, 1, 0, 0.1]), unit([0, 0, 1, 0.1]), unit([0, 0, 0, 1])])
+    n = len(images)
+    eye = sp.identity(n, np.float32, format="csr")
+    names = ["a", "b", "c", "hub"]
+    table = RecordTable(
+        ids=[f"rec:{x}" for x in names], names=names, sources=["t"] * n, attributes=[[] for _ in names],
+        image_ids=[f"img:{x}" for x in names], image_paths=[f"{x}.jpg" for x in names], image_vecs=images,
+        text_ids=[f"txt:{x}" for x in names], text_strings=names, text_vecs=texts, entity_ids=[], entity_names=[],
+        rec_image=eye, rec_text=eye, rec_entity=sp.csr_matrix((n, 0), dtype=np.float32),
+        rec_tag=sp.csr_matrix((n, 0), dtype=np.float32), attribute_entity=np.zeros(0, bool), bm25=Bm25Index(names))
+    ranker = RecordRanker(table)
+    penalty = ranker.hub_penalty("text", k=3)
+    assert penalty.argmin() == 3 and np.isclose(penalty.mean(), 0.0, atol=1e-6)
+    query = QuerySet("text", unit([0.9, 0.5, 0.4, 0])[None, :])
+    plain = ranker.score(query, RankWeights().only("image")).fused[0]
+    corrected = ranker.score(query, RankWeights(hub=1.0).only("image", "hub")).fused[0]
+    assert plain.argmax() == 3 and corrected.argmax() == 0
+    np.testing.assert_allclose(corrected - plain, penalty, atol=1e-5)  # the same for every query: a record's own
+
+
+def test_a_chinese_query_finds_the_english_product_it_asks_for(catalog: tuple) -> None:
+    """白色运动鞋 (white sports shoes) on the English catalog: the one white sports shoe comes first, through the
+    English senses of its words, and the explanation says which words were translated."""
+    gallery, encoder, _, _ = catalog
+    retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
+    top = retriever.search(Query(text="白色运动鞋"), k=3)[0]
+    assert top.title == "Reebok Men Raceon White Sports Shoes"
+    assert {"白色 (white)", "运动鞋 (sports shoes)"} <= set(top.explanation.matched_words)
+    assert any("translated from 运动鞋" in step.name for path in top.explanation.paths for step in path)
