@@ -95,21 +95,23 @@ class RankWeights:
         return replace(self, **{s: (getattr(self, s) if s in signals else 0.0) for s in SIGNALS})
 
 
-DEFAULT_TEXT = RankWeights(gnn=0.0, graph_image=0.0)
+DEFAULT_TEXT = RankWeights(gnn=0.0, graph_image=0.0, hub=0.25)
 """A text query's untuned weights: every signal of the record itself, and graph expansion through the seeds'
 entities and words. The seeds' look (`graph_image`) and the refined vectors (`gnn`) are off: scored on the dev
 queries of three collections (fashion catalog, MedPix cases, the flickr8k training holdout), dropping both
 gave dev mAP 52.0 / 22.0 / 46.5 against 51.2 / 22.3 / 42.8 with them at 0.5, the best of six candidates by
-the product of the three ratios. A collection's own `mmkg tune` switches them back on where its dev split
-says so."""
+the product of the three ratios. `hub` at 0.25 (k 64) then took them from 51.4 / 22.4 / 47.7 to 51.6 / 22.6 /
+50.8, the best of six hub candidates by the same product (0.5 lost on Flickr: 46.9). A collection's own
+`mmkg tune` switches them back on where its dev split says so."""
 DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.25, image=1.0, attribute=0.25, gnn=0.5, graph_entity=1.0,
-                            graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5)
+                            graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5, hub=0.25)
 """An image query's own modality leads (its similarity to the record's image; to its texts in a collection without
 images: `RecordRanker.weights_for`), and the stated attributes of the few records it resembles most
 (graph_entity) carry the rest: cross-modal text similarity from an encoder trained on other photos is weak
 evidence on its own. The refined vectors (`gnn`) help here on every dev split (switched off: fashion
 image->image 26.3 -> 25.7, MedPix 15.2 -> 15.1, flickr8k image->text 34.5 -> 32.3); the seeds' mean look
-(`graph_image`) restates the image signal (switched off: 26.6, 15.4, 34.5)."""
+(`graph_image`) restates the image signal (switched off: 26.6, 15.4, 34.5). `hub` at 0.25 (k 64): dev mAP
+25.0 / 16.9 / 37.7 -> 25.1 / 17.7 / 40.7, the best of six hub candidates by the product of the ratios."""
 
 
 @dataclass(frozen=True)

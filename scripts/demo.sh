@@ -12,7 +12,8 @@ echo "== training the lit encoder's heads on $data/flickr8k/train (once; kept in
 $mmkg train encoder --data "$data/flickr8k/train" --if-missing
 echo "== ingesting $data/fashion"
 $mmkg ingest "$data/fashion"
-for q in "white sports shoes for men" "black leather belt" "pink top for women"; do
+# the last asks in Chinese for blue jeans for men: the catalog is English (README, Other languages)
+for q in "white sports shoes for men" "black leather belt" "pink top for women" "男士蓝色牛仔裤"; do
   echo "== mmkg search \"$q\" -k 5"
   $mmkg search "$q" -k 5
 done
