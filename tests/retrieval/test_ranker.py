@@ -19,7 +19,7 @@ from mmkg.evaluation.systems import baseline_scores
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record
 from mmkg.retrieval.lexical import Bm25Index, tokenize
-from mmkg.retrieval.ranker import QuerySet, RankWeights, RecordRanker, reciprocal_rank_fusion
+from mmkg.retrieval.ranker import SIGNALS, QuerySet, RankWeights, RecordRanker, reciprocal_rank_fusion
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.records import RecordTable
 from mmkg.retrieval.search import Query
@@ -127,8 +127,7 @@ def test_search_returns_records_once_with_their_signals(catalog: tuple) -> None:
     assert len(records) == len(set(records)) and len({h.id for h in hits}) == len(hits)
     top = hits[0]
     assert top.kind == "image" and top.title and top.explanation.signals
-    assert set(top.explanation.signals) <= {"lexical", "text", "image", "attribute", "gnn", "graph_entity",
-                                            "graph_image", "graph_text"}
+    assert set(top.explanation.signals) <= set(SIGNALS)
     assert abs(sum(top.explanation.signals.values()) - top.score) < 1e-3
     texts = retriever.search(Query(text="white shoes for men"), k=5, target="texts")
     assert all(h.kind == "text" and h.text for h in texts) and len({h.text for h in texts}) == len(texts)
