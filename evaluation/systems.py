@@ -10,6 +10,8 @@
 * `full`: mmkg: every signal of `retrieval/ranker.py`, graph expansion included, with weights tuned on a
   dev split of the collection (never on the queries scored).
 * `full_untuned`: the same engine with its default weights: what search does right after `mmkg ingest`.
+* `full_without_graph`: `full` with graph expansion and the refined vectors switched off (the record's own
+  signals at their tuned weights): `full` minus it is what the graph adds.
 
 Each system's scores of one query depend on that query, the gallery and the knowledge graph only.
 """

@@ -91,7 +91,7 @@ def test_split_pairs_keeps_caption_owners() -> None:
 def test_a_catalog_gets_every_baseline_and_both_levels(trained_home: Path, fashion_subset, tmp_path: Path) -> None:
     catalog = fashion_subset(tmp_path / "fashion", 80)
     result = evaluate(catalog, Settings.load(home=trained_home), progress=False)
-    assert {"encoder", "bm25", "dense_text", "hybrid", "full", "full_untuned"} <= set(result)
+    assert {"encoder", "bm25", "dense_text", "hybrid", "full", "full_untuned", "full_without_graph"} <= set(result)
     for direction in ("text->image", "image->image", "text->image@type+colour+gender"):
         figures = result["full"][direction]
         assert set(figures) >= {"mAP", "ndcg@10"} and all(0 <= v <= 100 for v in figures.values())
