@@ -16,14 +16,11 @@ from typing import Any
 import numpy as np
 
 from mmkg.evaluation.metrics import first_relevant_rank, ranking_figures
-from mmkg.evaluation.systems import Tuner, baseline_scores
-from mmkg.retrieval.ranker import BASE_SIGNALS, QuerySet, RankingConfig, RankWeights, RecordRanker
+from mmkg.evaluation.systems import NON_GRAPH, Tuner, baseline_scores, tune_without_graph
+from mmkg.retrieval.ranker import QuerySet, RankingConfig, RankWeights, RecordRanker
 
 log = logging.getLogger(__name__)
 
-NON_GRAPH = tuple(s for s in BASE_SIGNALS if s != "gnn")
-"""`full_without_graph` keeps these signals of `full` at their tuned weights: what the graph adds (graph
-expansion and the refined vectors) is `full` minus it, in the same run."""
 
 
 @dataclass
@@ -39,6 +36,8 @@ class Direction:
     target: str = "images"
     weights: RankWeights | None = None
     """Given weights for `full` (tuned elsewhere); None: tune on this direction's dev queries."""
+    weights_without_graph: RankWeights | None = None
+    """Given weights for `full_without_graph`, tuned with `full`'s."""
     dev_mask: np.ndarray | None = None
     """Which queries are dev (tuning) queries; None: a seeded random half."""
 
@@ -85,7 +84,12 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
         systems["gnn"] = ranker.score(d.queries.take(test), replace(weights, gnn=1.0).only("gnn")).fused[:, columns]
         systems["full_untuned"] = ranker.score(d.queries.take(test), untuned).fused[:, columns]
         systems["full"] = ranker.score(d.queries.take(test), weights).fused[:, columns]
-        systems["full_without_graph"] = ranker.score(d.queries.take(test), weights.only(*NON_GRAPH)).fused[:, columns]
+        plain = d.weights_without_graph
+        if plain is None:
+            plain = tune_without_graph(tuner, untuned) if d.weights is None else d.weights.only(*NON_GRAPH)
+        if d.name in result.tuned:
+            result.tuned[d.name]["weights_without_graph"] = plain.__dict__
+        systems["full_without_graph"] = ranker.score(d.queries.take(test), plain).fused[:, columns]
         for name, scores in (extra_systems or {}).get(d.name, {}).items():
             systems[name] = scores[test] if len(scores) == len(d.queries) else scores
         for system, scores in systems.items():

@@ -31,7 +31,7 @@ from mmkg.errors import UserInputError
 from mmkg.evaluation.benchmark import BenchmarkResult, Direction, run_directions
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
 from mmkg.evaluation.nnn import NnnScorer
-from mmkg.evaluation.systems import Tuner
+from mmkg.evaluation.systems import Tuner, tune_without_graph
 from mmkg.ingest.flickr import FlickrSource
 from mmkg.ingest.records import Record, TextField
 from mmkg.retrieval.ranker import RankingConfig, RankWeights
@@ -96,19 +96,20 @@ class PairGalleries:
         return cls(galleries["t2i"], galleries["i2t"], images, captions, np.asarray(owner), source)
 
     def directions(self, encoder: Encoder, settings: Settings, root: Path,
-                   weights: dict[str, RankWeights] | None = None) -> tuple[list[Direction], dict[str, np.ndarray]]:
-        """The two directions and their gallery columns."""
+                   weights: dict[str, RankWeights] | None = None, plain: dict[str, RankWeights] | None = None
+                   ) -> tuple[list[Direction], dict[str, np.ndarray]]:
+        """The two directions and their gallery columns (`weights` for `full`, `plain` for `full_without_graph`)."""
         n_img = len(self.image_records)
         rel_t2i = np.zeros((len(self.caption_records), n_img), bool)
         rel_t2i[np.arange(len(self.owner)), self.owner] = True
         texts = [r.texts[0].text for r in self.caption_records]
         paths = [r.images[0] for r in self.image_records]
-        w = weights or {}
+        w, p = weights or {}, plain or {}
         t2i = Direction("t2i", text_queries(self.t2i, encoder, texts), texts, {"pair": rel_t2i},
-                        weights=w.get("t2i"))
+                        weights=w.get("t2i"), weights_without_graph=p.get("t2i"))
         i2t = Direction("i2t", image_queries(self.i2t, encoder, paths, settings),
-                        [_relative(p, root) for p in paths], {"pair": rel_t2i.T.copy()}, target="texts",
-                        weights=w.get("i2t"))
+                        [_relative(x, root) for x in paths], {"pair": rel_t2i.T.copy()}, target="texts",
+                        weights=w.get("i2t"), weights_without_graph=p.get("i2t"))
         cols = {"t2i": self.t2i.columns(self.source, [r.id for r in self.image_records]),
                 "i2t": self.i2t.columns(self.source, [r.id for r in self.caption_records])}
         return [t2i, i2t], cols
@@ -135,6 +136,7 @@ def flickr_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home:
         if any(r.images[0].name in test_names for r in knowledge):
             raise UserInputError(f"{knowledge_dir} shares images with {data_dir}: it cannot be the knowledge")
     weights: dict[str, RankWeights] = {}
+    plain: dict[str, RankWeights] = {}
     nnn_params: dict[str, dict[str, float]] = {}
     tune_meta: dict[str, Any] = {}
     if dev:
@@ -145,17 +147,18 @@ def flickr_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home:
             ranker = (tune.t2i if d.name == "t2i" else tune.i2t).ranker
             tuner = Tuner(ranker, d.queries, cols[d.name], d.relevant["pair"])
             weights[d.name], score = tuner.tune(ranker.config.for_kind(d.queries.kind))
+            plain[d.name] = tune_without_graph(tuner, ranker.config.for_kind(d.queries.kind))
             nnn_params[d.name] = NnnScorer.tune(ranker.table, d.queries, cols[d.name], d.relevant["pair"],
                                                 _bank(tune, d.name, cols[d.name]))
             tune_meta[d.name] = {"weights": weights[d.name].__dict__, "dev_mAP": round(score, 2),
-                                 "nnn": nnn_params[d.name]}
+                                 "nnn": nnn_params[d.name], "weights_without_graph": plain[d.name].__dict__}
         tune.close()
     test = PairGalleries.build(records, source, knowledge, k_source, settings, encoder, home / "test", progress,
                               cache_dir)
     if not weights:  # no training collection to tune on: the engine's defaults, never the test queries
         defaults = RankingConfig()
         weights = {"t2i": defaults.text, "i2t": defaults.image}
-    dirs, cols = test.directions(encoder, settings, Path(data_dir), weights)
+    dirs, cols = test.directions(encoder, settings, Path(data_dir), weights, plain)
     result = BenchmarkResult()
     for d in dirs:
         gallery = test.t2i if d.name == "t2i" else test.i2t

@@ -10,8 +10,8 @@
 * `full`: mmkg: every signal of `retrieval/ranker.py`, graph expansion included, with weights tuned on a
   dev split of the collection (never on the queries scored).
 * `full_untuned`: the same engine with its default weights: what search does right after `mmkg ingest`.
-* `full_without_graph`: `full` with graph expansion and the refined vectors switched off (the record's own
-  signals at their tuned weights): `full` minus it is what the graph adds.
+* `full_without_graph`: the same engine with graph expansion and the refined vectors pinned off, its other
+  weights tuned on the same dev queries as `full`'s: `full` minus it is what the graph adds.
 
 Each system's scores of one query depend on that query, the gallery and the knowledge graph only.
 """
@@ -122,6 +122,16 @@ class Tuner:
         if not len(self.queries):
             return False
         return signal in self.ranker.base_signals(self.queries.take([0]), RankWeights(hub=1.0))
+
+
+NON_GRAPH = tuple(s for s in BASE_SIGNALS if s != "gnn")
+"""The signals `full_without_graph` keeps: graph expansion and the refined vectors are pinned off."""
+
+
+def tune_without_graph(tuner: Tuner, start: RankWeights) -> RankWeights:
+    """The engine's best weights without the graph, tuned on the same dev queries as `full`'s."""
+    grid = {k: v for k, v in GRID.items() if k in NON_GRAPH or k in ("hub_k", "tag_weight")}
+    return tuner.tune(start.only(*NON_GRAPH), grid)[0]
 
 
 GRID: dict[str, Sequence[float]] = {
