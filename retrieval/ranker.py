@@ -60,7 +60,7 @@ EXACT_MAX = 20_000
 HUB_BANK = 8_192
 """At most this many of the collection's items (a fixed random sample above it) measure each record's hubness:
 one pass of records x HUB_BANK dot products, once per process and query modality, when `hub` is on (0.7 s for
-the 5,000-product fashion catalog, about 20 s at 100k records, on this 2-core machine)."""
+the 5,000-product fashion catalog on this 2-core machine; linear in records: docs/scaling.md)."""
 
 
 @dataclass(frozen=True)
