@@ -22,7 +22,6 @@ from mmkg.retrieval.ranker import QuerySet, RankingConfig, RankWeights, RecordRa
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Direction:
     """One query direction of a benchmark (`text->image`, `image->image`, ...)."""
@@ -85,7 +84,7 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
         systems["full_untuned"] = ranker.score(d.queries.take(test), untuned).fused[:, columns]
         systems["full"] = ranker.score(d.queries.take(test), weights).fused[:, columns]
         plain = d.weights_without_graph
-        if plain is None:
+        if plain is None:  # given weights and no dev split to tune on: the same weights with the graph off
             plain = tune_without_graph(tuner, untuned) if d.weights is None else d.weights.only(*NON_GRAPH)
         if d.name in result.tuned:
             result.tuned[d.name]["weights_without_graph"] = plain.__dict__
