@@ -21,8 +21,14 @@ from mmkg.cli import main
 from mmkg.evaluation import systems
 from mmkg.retrieval.ranker import DEFAULT_IMAGE, DEFAULT_TEXT, RankWeights
 
-CANDIDATES: dict[str, dict[str, float]] = {
+CANDIDATES: dict[str, dict[str, float]] = {  # changes to the current defaults: gnn and graph_image, then hub
     "defaults": {},
+    "gnn 0": {"gnn": 0.0},
+    "graph_image 0": {"graph_image": 0.0},
+    "gnn 0, graph_image 0": {"gnn": 0.0, "graph_image": 0.0},
+    "gnn 0.5": {"gnn": 0.5},
+    "graph_image 0.5": {"graph_image": 0.5},
+    "gnn 0.5, graph_image 0.5": {"gnn": 0.5, "graph_image": 0.5},
     "hub 0": {"hub": 0.0},
     "hub 0.25": {"hub": 0.25},
     "hub 0.5": {"hub": 0.5},

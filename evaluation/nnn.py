@@ -28,9 +28,7 @@ class NnnScorer:
     def __init__(self, table: RecordTable, columns: np.ndarray, bank: np.ndarray, alpha: float = 0.5,
                  k: int = 64) -> None:
         self.alpha = alpha
-        has_image = table.has_image[columns]
-        vecs = np.where(has_image[:, None], table.record_image_vecs[columns], table.record_text_vecs[columns])
-        self.gallery = np.ascontiguousarray(vecs, dtype=np.float32)
+        self.gallery = np.ascontiguousarray(table.record_vecs()[columns])
         bank = np.ascontiguousarray(bank, dtype=np.float32)
         d = self.gallery.shape[1]
         # nnn-retrieval 1.0.1 sets `nprobe` on its indexes, which faiss >= 1.9 refuses on a flat index (an IVF

@@ -61,7 +61,7 @@ _PLURAL_ONLY = {
 """The lemmatizer would turn these into other words (`sunglasses` -> `sunglass`): keep them as written."""
 _LETTER = re.compile(r"[^\W\d_]")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00C0-\u024F\u1E00-\u1EFF]")
-_HAN = re.compile(r"[\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF\U00020000-\U0003134F]")
+HAN = re.compile(r"[\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF\U00020000-\U0003134F]")
 HAN_NOUN_FLAGS = frozenset({"n", "nr", "ns", "nt", "nz", "nrt", "nrfg", "nw"})
 """jieba part-of-speech flags of nouns. On captions its name tags are unreliable (`小狗`, puppy, comes
 out as a person name `nr`), so every Chinese noun becomes a `concept`."""
@@ -135,7 +135,7 @@ def _han_entities_all(texts: Sequence[str]) -> list[list[Entity]]:
     cache: dict[str, list[Entity]] = {}
     out: list[list[Entity]] = []
     for text in texts:
-        if not isinstance(text, str) or not _HAN.search(text):
+        if not isinstance(text, str) or not HAN.search(text):
             out.append([])
             continue
         if text not in cache:
@@ -159,7 +159,7 @@ def han_entities(text: str) -> list[Entity]:
 
     for pair in load_jieba().cut(text[:MAX_TEXT_CHARS]):
         word, flag = pair.word.strip(), pair.flag
-        if flag in HAN_NOUN_FLAGS and word and all(_HAN.match(ch) for ch in word) and word not in HAN_STOP_NOUNS:
+        if flag in HAN_NOUN_FLAGS and word and all(HAN.match(ch) for ch in word) and word not in HAN_STOP_NOUNS:
             name = normalize_name(word)
             out.setdefault(name, Entity(name, "concept"))
             run.append(word)

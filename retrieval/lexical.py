@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Sequence
 
 import bm25s
 import numpy as np
 import Stemmer
 
-from mmkg.retrieval.translate import segment_han, translations
+from mmkg.ingest.entities import HAN
+from mmkg.retrieval.translate import WORD, segment_han, translations
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of",
     "on", "or", "that", "the", "this", "to", "was", "were", "with",
@@ -37,13 +35,13 @@ def _stemmer():  # type: ignore[no-untyped-def]
 def tokenize(text: str) -> list[str]:
     """Words of `text` as BM25 terms: stemmed English, jieba-segmented Chinese, other scripts as words."""
     out: list[str] = []
-    for word in _WORD.findall(text.casefold()):
-        if _CJK.search(word):
+    for word in WORD.findall(text.casefold()):
+        if HAN.search(word):
             out += segment_han(word)
         elif word not in STOPWORDS:
             out.append(word)
     stemmer = _stemmer()
-    return [t if _CJK.search(t) else stemmer.stemWord(t) for t in out]
+    return [t if HAN.search(t) else stemmer.stemWord(t) for t in out]
 
 
 class Bm25Index:
@@ -82,7 +80,7 @@ class Bm25Index:
         """The query's words that `document` contains (for the explanation); a translated word shows the sense
         that matched: `皮带 (leather belt)`."""
         have = set(tokenize(document))
-        words = [w for w in _WORD.findall(query) if w.casefold() not in STOPWORDS]
+        words = [w for w in WORD.findall(query) if w.casefold() not in STOPWORDS]
         out = [w for w in dict.fromkeys(words) if any(t in have for t in tokenize(w))]
         for word, senses in self.translations(query).items():
             hit = next((s for s, _ in senses if any(t in have for t in tokenize(s))), None)

@@ -247,7 +247,7 @@ class RecordRanker:
             degree = np.zeros(len(t), np.float32)
             if len(bank):
                 k = min(k, len(bank))
-                vecs = np.where(t.has_image[:, None], t.record_image_vecs, t.record_text_vecs).astype(np.float32)
+                vecs = t.record_vecs()
                 for lo in range(0, len(t), 2048):
                     sims = vecs[lo : lo + 2048] @ bank.T
                     degree[lo : lo + 2048] = np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)

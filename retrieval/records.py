@@ -64,6 +64,10 @@ class RecordTable:
         self.has_image = np.diff(self.rec_image.indptr) > 0
         self.has_text = np.diff(self.rec_text.indptr) > 0
 
+    def record_vecs(self) -> np.ndarray:
+        """One vector per record: its mean image vector, or its mean text vector when it has no image."""
+        return np.where(self.has_image[:, None], self.record_image_vecs, self.record_text_vecs).astype(np.float32)
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -15,11 +15,12 @@ import re
 from collections.abc import Callable
 
 from mmkg.errors import ModelNotReadyError
+from mmkg.ingest.entities import HAN
 
 SENSES = 2
 """Senses a word stands for: `皮带` strap, leather belt; `粉色` pink, white (the third is `erotic`)."""
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_WORD = re.compile(r"[^\W_]+")
+WORD = re.compile(r"[^\W_]+")
+"""A run of letters (any script): what BM25 and the translation read as one word before jieba splits Han."""
 _SKIP = re.compile(r"^(CL:|surname |variant of |old variant|archaic|abbr\. |see |used in |also written |fig\. |"
                    r"\(old\)|\(dialect\)|\(coll\.\)|\(slang\)|\(literary\)|to )", re.IGNORECASE)
 _GLUED = re.compile(r"\((\w+)\)(?=\w)")
@@ -37,7 +38,7 @@ def _senses() -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     for entry in CcCedict().get_entries():
         for sense in entry["definitions"]:
-            if _SKIP.match(sense.strip()) or _HAN.search(sense):
+            if _SKIP.match(sense.strip()) or HAN.search(sense):
                 continue
             text = " ".join(_PAREN.sub(" ", _GLUED.sub(r"\1", sense)).split())
             if text:
@@ -63,8 +64,8 @@ def segment_han(text: str) -> list[str]:
 def han_words(text: str) -> list[str]:
     """The Chinese words of `text` (jieba's words of each run of letters with Han in it: `T恤` is one word), in
     order, without repeats."""
-    runs = [run for run in _WORD.findall(text) if _HAN.search(run)]
-    return list(dict.fromkeys(w for run in runs for w in segment_han(run) if _HAN.search(w)))
+    runs = [run for run in WORD.findall(text) if HAN.search(run)]
+    return list(dict.fromkeys(w for run in runs for w in segment_han(run) if HAN.search(w)))
 
 
 def english_senses(word: str) -> list[tuple[str, float]]:
@@ -97,7 +98,7 @@ def fit_sense(sense: str, known: Callable[[str], bool]) -> str:
 def translations(text: str, known: Callable[[str], bool]) -> dict[str, list[tuple[str, float]]]:
     """Each Chinese word of `text` that the collection does not know (`known(word)` False) -> its weighted
     English senses in the collection's words (words without senses left out)."""
-    if not _HAN.search(text):
+    if not HAN.search(text):
         return {}
     out = {w: [(fit_sense(s, known), wt) for s, wt in english_senses(w)] for w in han_words(text) if not known(w)}
     return {w: s for w, s in out.items() if s}
