@@ -3,7 +3,7 @@
 * `--data DIR` (a labelled folder: catalog, MedPix, Flickr layout with `--knowledge`): the benchmark's
   own dev split tunes the weights (the test split is scored too, and reported beside them).
 * no `--data`: the workspace's own collection, self-supervised. A sample of records become known-item
-  pseudo-queries: a record's first text (its name, its title) with that text held out of the index must
+  pseudo-queries: the text that names a record (its name, its title) with that text held out of the index must
   find its record. Only text-query weights are tuned this way; image-query weights keep their defaults,
   since a record's own photo cannot be held out without removing what an image query matches.
 
@@ -80,8 +80,10 @@ def tune_self(settings: Settings, n: int = PSEUDO_QUERIES, seed: int = 0) -> Ran
             raise UserInputError(f"the workspace holds {len(rows)} records with a text and an image: too few to "
                                  "tune on (ingest a collection first, or tune with --data)")
         pick = np.random.default_rng(seed).choice(rows, size=min(n, len(rows)), replace=False)
-        held = [full.text_ids[full.texts_of(int(r))[0]] for r in pick]
-        texts = [full.title(int(r)) for r in pick]
+        titles = [full.title_text(int(r)) for r in pick]  # each record's name asks for it, held out of it
+        assert all(j is not None for j in titles), "every picked record has a text"
+        held = [full.text_ids[j] for j in titles if j is not None]
+        texts = [full.text_strings[j] for j in titles if j is not None]
         table = RecordTable.build(col.store, col.vectors, hide_texts=set(held))
         linker = QueryLinker(col.store, col.vectors.entities)
         queries = QuerySet("text", col.encoder.encode_texts(texts), texts,

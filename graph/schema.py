@@ -31,6 +31,16 @@ EDGE_ENDPOINTS: dict[Rel, tuple[frozenset[Label], frozenset[Label]]] = {
     Rel.CO_OCCURS: (frozenset({Label.ENTITY}), frozenset({Label.ENTITY})),
 }
 
+TITLE_KINDS = ("name", "productDisplayName", "title", "diagnosis", "caption", "description")
+"""Text kinds that name a record, best first: a product's name, a case's title or else its diagnosis (MedPix drops
+a title that repeats the diagnosis), a photo's caption. A case's history or discussion never names it."""
+
+
+def title_order(kind: str, text: str) -> tuple[int, str]:
+    """Sort key of a record's texts for its title: by `TITLE_KINDS`, then by the words (stable across stores)."""
+    return (TITLE_KINDS.index(kind) if kind in TITLE_KINDS else len(TITLE_KINDS), text)
+
+
 WEIGHT_PROPERTY: dict[str, str] = {Rel.DEPICTS.value: "score", Rel.CO_OCCURS.value: "count"}
 """The property that weighs an edge of each type (any other edge weighs 1): the one rule by which both stores rank
 neighbours. Keyed by the type's plain string, as the stores hold it."""

@@ -1,9 +1,11 @@
 """Search over records: `Retriever.search` on the one ranking engine, with explanations that tell the truth.
 
 A hit is a record (a product, a case, a photo with its captions) shown through its best item of the target
-kind (its image for `images`, its best-matching text for `texts`); a record whose image, or whose name (or
-shown text), is identical to one already listed is skipped. Each hit lists the signals that scored it with their
-contributions (weight x standardised score), and the paths behind the contributing ones:
+kind (its image for `images`, its best-matching text for `texts`) and titled by the text that names it (a
+product's name, a case's diagnosis); a record whose image, or whose texts, are identical to one already listed
+is skipped (two cases with one diagnosis are two cases; two listings of one product are one). Each hit lists the
+signals that scored it with their contributions (weight x standardised score), and the paths behind the
+contributing ones:
 
 * attribute: `query mentions *white* <-DEPICTS- image *10003.jpg*` (a predicted tag says so);
 * graph: `query -SIMILAR-> record *seed* -SHARES-> entity *articleType:sports shoes*`, the seed being one
@@ -41,7 +43,7 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 MODES = ("full", "gnn", "encoder")
 
 
@@ -120,7 +122,7 @@ class RecordRetriever(Retriever):
         shown: set[str] = set()
         for row in order:
             hit = self._hit(int(row), qs, scored, target)
-            keys = {hit.id, " ".join((hit.title or hit.text or hit.id).casefold().split())}
+            keys = {hit.id, self._reads(int(row)) or hit.id}
             if keys & shown:  # the same image, or a record that reads the same, is shown once
                 continue
             shown |= keys
@@ -188,6 +190,11 @@ class RecordRetriever(Retriever):
         raise UserInputError(f"no record, image or text with id {result_id!r} in this workspace")
 
     # --- hits and explanations ---------------------------------------------------------------
+
+    def _reads(self, row: int) -> str:
+        """What the record says, all its texts, as a key: records that read the same are shown once."""
+        t = self.table
+        return " | ".join(sorted(" ".join(t.text_strings[j].casefold().split()) for j in t.texts_of(row)))
 
     def _hit(self, row: int, qs: QuerySet, scored: Scored, target: str) -> Hit:
         t = self.table

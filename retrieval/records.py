@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from mmkg.graph.schema import Label, Node, Rel
+from mmkg.graph.schema import Label, Node, Rel, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
 from mmkg.retrieval.lexical import Bm25Index
@@ -39,6 +39,8 @@ class RecordTable:
     image_vecs: np.ndarray
     text_ids: list[str]
     text_strings: list[str]
+    text_kinds: list[str]
+    """What each text is (`name`, `caption`, `diagnosis`...): which of a record's texts names it."""
     text_vecs: np.ndarray
     entity_ids: list[str]
     entity_names: list[str]
@@ -85,9 +87,14 @@ class RecordTable:
     def images_of(self, row: int) -> list[int]:
         return list(self.rec_image.indices[self.rec_image.indptr[row] : self.rec_image.indptr[row + 1]])
 
-    def title(self, row: int) -> str:
+    def title_text(self, row: int) -> int | None:
+        """The text that names the record (`graph.schema.title_order`: a product's name, a case's diagnosis)."""
         texts = self.texts_of(row)
-        return self.text_strings[texts[0]] if texts else self.names[row]
+        return min(texts, key=lambda j: title_order(self.text_kinds[j], self.text_strings[j])) if texts else None
+
+    def title(self, row: int) -> str:
+        j = self.title_text(row)
+        return self.text_strings[j] if j is not None else self.names[row]
 
     def rows_with(self, entity_id: str) -> np.ndarray:
         """Records that state or mention an entity (filters use stated knowledge only)."""
@@ -129,6 +136,7 @@ class RecordTable:
             [(r, epos[e]) for (r, e), _ in tag_items], n_rec, len(entity_ids), [s for _, s in tag_items]
         )
         text_strings = [str(text_nodes[t].props.get("text", "")) if t in text_nodes else "" for t in text_ids]
+        text_kinds = [str(text_nodes[t].props.get("kind", "")) if t in text_nodes else "" for t in text_ids]
         attributes = [list(n.props.get("attributes") or []) for n in rec_nodes]
         dim = vectors.images.dim
         return cls(
@@ -141,6 +149,7 @@ class RecordTable:
             image_vecs=_vecs(vectors.images.get(image_ids) if image_ids else None, dim),
             text_ids=text_ids,
             text_strings=text_strings,
+            text_kinds=text_kinds,
             text_vecs=_vecs(vectors.texts.get(text_ids) if text_ids else None, dim),
             entity_ids=entity_ids,
             entity_names=[str(entity_nodes[e].props.get("name", e[4:])) for e in entity_ids],

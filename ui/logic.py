@@ -23,7 +23,7 @@ from urllib.parse import quote
 from PIL import Image, ImageOps
 
 from mmkg.errors import BadImageError, MmkgError, ModelNotReadyError, StoreUnavailableError, UserInputError
-from mmkg.graph.schema import Edge, Label, Node, Rel, Subgraph
+from mmkg.graph.schema import Edge, Label, Node, Rel, Subgraph, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.ingest.images import decode_image, read_image_bytes
 from mmkg.retrieval.search import Hit, display_name, render_path
@@ -42,9 +42,6 @@ TRAIN_HINT = "mmkg train encoder --data ../shared/data/flickr8k/train"
 ENTITY_FACET = "entity"
 """Facet group of the entities a result depicts or mentions (the others are record attribute keys)."""
 MAX_FACET_VALUES = 12
-TITLE_KINDS = ("name", "title", "productDisplayName", "caption", "diagnosis", "description")
-
-
 # --- messages ------------------------------------------------------------------------------
 
 
@@ -331,14 +328,9 @@ class RecordView:
 
 
 def record_title(texts: Sequence[Node], fallback: str) -> str:
-    by_kind = {str(t.props.get("kind", "")): str(t.props.get("text", "")) for t in texts}
-    for kind in TITLE_KINDS:
-        if by_kind.get(kind):
-            return by_kind[kind]
-    for t in texts:
-        if t.props.get("text"):
-            return str(t.props["text"])
-    return fallback
+    """The text that names the record (`title_order`: the one rule search's hits are titled by too)."""
+    named = [t for t in texts if t.props.get("text")]
+    return str(min(named, key=_text_order).props["text"]) if named else fallback
 
 
 def load_record(store: GraphStore, hit: Hit) -> RecordView:
@@ -369,9 +361,7 @@ def load_record(store: GraphStore, hit: Hit) -> RecordView:
 
 
 def _text_order(node: Node) -> tuple[int, str]:
-    kind = str(node.props.get("kind", ""))
-    rank = TITLE_KINDS.index(kind) if kind in TITLE_KINDS else len(TITLE_KINDS)
-    return (rank, str(node.props.get("text", "")))
+    return title_order(str(node.props.get("kind", "")), str(node.props.get("text", "")))
 
 
 def record_titles(store: GraphStore, hits: Sequence[Hit]) -> dict[str, str]:

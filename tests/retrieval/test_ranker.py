@@ -183,7 +183,7 @@ def _table_of(records: dict[str, list[str]], attributes: set[str]) -> RecordTabl
         ids=[f"rec:{n}" for n in names], names=names, sources=["t"] * len(names),
         attributes=[[e for e in es if e in attributes] for es in records.values()],
         image_ids=[], image_paths=[], image_vecs=np.zeros((0, 4), np.float32),
-        text_ids=[], text_strings=[], text_vecs=np.zeros((0, 4), np.float32),
+        text_ids=[], text_strings=[], text_kinds=[], text_vecs=np.zeros((0, 4), np.float32),
         entity_ids=[f"ent:{e.casefold()}" for e in entities], entity_names=entities,
         rec_image=empty, rec_text=empty, rec_entity=rec_entity,
         rec_tag=sp.csr_matrix((len(names), len(entities)), dtype=np.float32),
@@ -233,7 +233,8 @@ def test_the_hub_signal_lowers_a_record_that_is_near_every_text() -> None:
     table = RecordTable(
         ids=[f"rec:{x}" for x in names], names=names, sources=["t"] * n, attributes=[[] for _ in names],
         image_ids=[f"img:{x}" for x in names], image_paths=[f"{x}.jpg" for x in names], image_vecs=images,
-        text_ids=[f"txt:{x}" for x in names], text_strings=names, text_vecs=texts, entity_ids=[], entity_names=[],
+        text_ids=[f"txt:{x}" for x in names], text_strings=names, text_kinds=["name"] * n,
+        text_vecs=texts, entity_ids=[], entity_names=[],
         rec_image=eye, rec_text=eye, rec_entity=sp.csr_matrix((n, 0), dtype=np.float32),
         rec_tag=sp.csr_matrix((n, 0), dtype=np.float32), attribute_entity=np.zeros(0, bool), bm25=Bm25Index(names))
     ranker = RecordRanker(table)

@@ -1,0 +1,48 @@
+"""Search hits over multi-text records (radiology cases): titled by what names the case, and never merged with
+another case that only shares its diagnosis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmkg.encoders.factory import create_encoder
+from mmkg.evaluation.gallery import Gallery
+from mmkg.ingest.records import Record, TextField
+from mmkg.retrieval.record_search import RecordRetriever
+from mmkg.retrieval.search import Query
+from mmkg.settings import Settings
+from mmkg.ui import logic
+
+
+def _case(case_id: str, image: Path, caption: str, diagnosis: str, history: str) -> Record:
+    texts = (TextField("caption", caption, image=0), TextField("diagnosis", diagnosis), TextField("history", history))
+    return Record(case_id, (image,), texts, attributes=(("modality", "ct"),))
+
+
+def test_a_case_is_titled_by_its_diagnosis_and_cases_sharing_one_are_both_listed(
+        tmp_path: Path, trained_home: Path, shared_data: Path) -> None:
+    """The title of a hit (CLI, API) and of its card (explorer) is the case's diagnosis, not whichever of its
+    captions or history sorts first; two cases of subdural hematoma are two hits, though their titles read the
+    same, while a case listed twice (every text the same) is shown once."""
+    images = sorted((shared_data / "medpix2" / "images").glob("*.jpg"))[:4]
+    cases = [
+        _case("A", images[0], "Axial CT shows a crescent of blood", "Subdural hematoma",
+              "Elderly man after a fall"),
+        _case("B", images[1], "Noncontrast head CT with a mixed density collection", "Subdural hematoma",
+              "Infant brought in with lethargy"),
+        _case("A2", images[2], "Axial CT shows a crescent of blood", "Subdural hematoma",
+              "Elderly man after a fall"),
+        _case("C", images[3], "Kidney with a calculus", "Renal stone", "Flank pain"),
+    ]
+    settings = Settings.load(home=trained_home)
+    encoder = create_encoder(settings)
+    gallery = Gallery.ingest(cases, "cases", settings, encoder, tmp_path / "ws")
+    try:
+        retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
+        hits = retriever.search(Query(text="subdural hematoma"), k=4)
+        titles = [h.title for h in hits]
+        assert titles.count("Subdural hematoma") == 2  # A or A2 (they read the same), and B
+        assert {"Renal stone"} <= set(titles) and len(hits) == 3
+        assert logic.record_titles(gallery.store, hits) == {h.id: h.title for h in hits}
+    finally:
+        gallery.close()
