@@ -21,8 +21,8 @@ from mmkg.graph.factory import open_store
 from mmkg.ingest.detect import open_source
 from mmkg.ingest.images import load_image
 from mmkg.ingest.pipeline import Ingestor, resolve_record_ids
-from mmkg.retrieval.search import Query
-from mmkg.service.search import run_search
+from mmkg.retrieval.search import Query, unmatched_note
+from mmkg.service.search import Searcher
 from mmkg.settings import Settings
 from mmkg.ui import launch
 
@@ -116,11 +116,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(args)
     query = _query(args, settings)
     with open_collection(settings, read_only=True) as col:
-        hits = run_search(col, query, k=args.k, target=args.target, mode=args.mode, where=_where(args.where))
+        answer = Searcher(col).answer(query, args.text or args.image, k=args.k, target=args.target, mode=args.mode,
+                                      where=_where(args.where))
     if args.json:
-        _print_json({"query": args.text or args.image, "target": args.target, "results": hits})
+        _print_json(answer)
         return 0
-    for rank, hit in enumerate(hits, 1):
+    if answer["unmatched_words"]:
+        print(unmatched_note(answer["unmatched_words"]))
+    for rank, hit in enumerate(answer["results"], 1):
         shown = hit["path"] if hit["kind"] == "image" else hit["text"]
         title = hit.get("title")
         named = f"  {title!r}" if title and hit["kind"] == "image" else ""

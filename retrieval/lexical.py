@@ -16,7 +16,7 @@ import numpy as np
 import Stemmer
 
 from mmkg.ingest.entities import HAN
-from mmkg.retrieval.translate import WORD, segment_han, translations
+from mmkg.retrieval.translate import WORD, han_words, segment_han, translations
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -87,3 +87,15 @@ class Bm25Index:
             if hit is not None:
                 out.append(f"{word} ({hit})")
         return out
+
+    def unmatched_words(self, query: str) -> list[str]:
+        """The query's words that no document contains, nor any English sense of them: hits can meet these only
+        by meaning or look (`perfume` in a catalog that sells none). A lone Chinese character (`的`) is left out:
+        it is rarely the word the query is about."""
+        vocab = self.model.vocab_dict if self.size else {}
+        stated = lambda text: any(t in vocab for t in tokenize(text))  # noqa: E731
+        senses = self.translations(query)
+        words = [w for w in WORD.findall(query) if not HAN.search(w) and w.casefold() not in STOPWORDS]
+        words += [w for w in han_words(query) if len(w) > 1]
+        return [w for w in dict.fromkeys(words)
+                if tokenize(w) and not stated(w) and not any(stated(s) for s, _ in senses.get(w, []))]

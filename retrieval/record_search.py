@@ -132,6 +132,9 @@ class RecordRetriever(Retriever):
                 break
         return hits
 
+    def unmatched_words(self, query: Query) -> list[str]:
+        return [] if query.text is None else self.table.bm25.unmatched_words(query.text)
+
     def explain(self, query: Query, result_id: str, target: Target | None = None) -> Explanation:
         """Why one record (by record id, source id, or the id of one of its images or texts) scores as it does."""
         row = self.row_of(result_id)

@@ -132,6 +132,16 @@ class Retriever(ABC):
     @abstractmethod
     def search(self, query: Query, k: int = 10, target: Target = "images") -> list[Hit]: ...
 
+    def unmatched_words(self, query: Query) -> list[str]:
+        """The query's words that nothing in the collection states (none, for a retriever that cannot tell)."""
+        return []
+
+
+def unmatched_note(words: list[str]) -> str:
+    """What a user is told when the collection never states some query words: hits are then near, not exact."""
+    return (f"No record contains {', '.join(repr(w) for w in words)}: the results match "
+            f"{'it' if len(words) == 1 else 'them'} only by meaning and look.")
+
 
 class DenseRetriever(Retriever):
     """Nearest neighbours of the query vector; each hit explained by the entities it shares with the query."""

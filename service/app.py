@@ -54,6 +54,8 @@ class SearchResponse(BaseModel):
     query: str
     target: Target
     results: list[dict[str, Any]] = Field(description="the hit objects `mmkg search --json` prints")
+    unmatched_words: list[str] = Field(default_factory=list,
+                                       description="query words no record states: the results only come near them")
 
 
 class ExplainRequest(BaseModel):
@@ -259,8 +261,8 @@ def _search_routes(service: ServiceState, settings: Settings) -> APIRouter:
     @router.post("/search", response_model=SearchResponse)
     def search(req: SearchRequest) -> dict[str, Any]:
         """Text search: the same hits as `mmkg search --json`."""
-        hits = service.searcher().search(SearchQuery(text=req.text), req.k, req.target, req.mode, req.where)
-        return {"query": req.text, "target": req.target, "results": hits}
+        return service.searcher().answer(SearchQuery(text=req.text), req.text, req.k, req.target, req.mode,
+                                         req.where)
 
     @router.post("/search/image", response_model=SearchResponse)
     def search_image(
@@ -277,8 +279,8 @@ def _search_routes(service: ServiceState, settings: Settings) -> APIRouter:
         if not data:
             raise BadImageError("empty image file")
         image = decode_image(data, settings.max_image_pixels, name=file.filename or "upload")
-        hits = service.searcher().search(SearchQuery(image=image), k, target, mode, _parse_where(where))
-        return {"query": file.filename or "image", "target": target, "results": hits}
+        return service.searcher().answer(SearchQuery(image=image), file.filename or "image", k, target, mode,
+                                         _parse_where(where))
 
     @router.post("/explain")
     def explain(req: ExplainRequest) -> dict[str, Any]:

@@ -54,6 +54,22 @@ class Searcher:
             hits = self.retriever(mode).search(query, k=k, target=target, where=dict(where) if where else None)
             return [h.to_json() for h in hits]
 
+    def answer(
+        self,
+        query: Query,
+        label: str,
+        k: int = 10,
+        target: str = "images",
+        mode: str | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """What `mmkg search --json` prints and `POST /search` returns: the hits, and the query's words that no
+        record states (then the hits are only near: `retrieval.search.unmatched_note`)."""
+        with self._lock:
+            hits = self.search(query, k=k, target=target, mode=mode, where=where)
+            unmatched = self.retriever(mode).unmatched_words(query)
+            return {"query": label, "target": target, "results": hits, "unmatched_words": unmatched}
+
     def explain(self, query: Query, result_id: str, mode: str | None = None) -> dict[str, Any]:
         with self._lock:
             return dict(self.retriever(mode).explain(query, result_id).to_json())
@@ -105,14 +121,3 @@ class Searcher:
                 ]
             return out
 
-
-def run_search(
-    collection: Collection,
-    query: Query,
-    k: int = 10,
-    target: str = "images",
-    mode: str | None = None,
-    where: Mapping[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """One search over an opened collection (the CLI's entry; the API keeps a Searcher between requests)."""
-    return Searcher(collection).search(query, k=k, target=target, mode=mode, where=where)

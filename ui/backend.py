@@ -104,10 +104,11 @@ class Backend:
                 self._collection = collection_on(self.store, self.settings)
             return self._collection
 
-    def search(self, query: Query, k: int, target: str, mode: str) -> list[Hit]:
+    def search(self, query: Query, k: int, target: str, mode: str) -> tuple[list[Hit], list[str]]:
+        """The hits, and the query's words that no record states."""
         with self._lock:
             retriever = self.retriever(mode if mode in self.modes() else self.modes()[0])
-            return retriever.search(query, k=k, target=target)  # type: ignore[arg-type]
+            return retriever.search(query, k=k, target=target), retriever.unmatched_words(query)  # type: ignore[arg-type]
 
     def close(self) -> None:
         with self._lock:

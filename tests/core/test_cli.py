@@ -87,6 +87,10 @@ def test_ingest_search_stats_and_idempotence(
         assert set(hit) >= {"id", "score", "kind", "path", "attributes", "explanation"}
     scores = [h["score"] for h in t2i["results"]]
     assert scores == sorted(scores, reverse=True)
+    # A word the catalog never states is named: the hits only come near it.
+    assert run_json(capsys, "search", "perfume for men", "--home", str(home))["unmatched_words"] == ["perfume"]
+    code, out, _ = run_cli(capsys, "search", "perfume for men", "-k", "2", "--home", str(home))
+    assert code == 0 and out.startswith("No record contains 'perfume': the results match it only by meaning")
     # The query names attribute values the catalog holds, so some hit shares an entity with it and says so:
     # its explanation lists the signals that scored it first, then the paths that start at the query.
     explained = [h for h in t2i["results"] if h["explanation"]["shared_entities"]]

@@ -42,6 +42,16 @@ def test_bm25_finds_english_records_for_a_chinese_query() -> None:
     assert index.matched_terms("黑色皮带", "Turtle Men Leather Black Belts") == ["黑色 (black)", "皮带 (leather belt)"]
 
 
+def test_words_no_record_states_in_any_sense_are_named() -> None:
+    """`perfume` in a catalog of belts and shoes is named; a word it states, or a Chinese word whose English
+    sense it states, is not."""
+    index = Bm25Index(["Turtle Men Leather Black Belts", "ADIDAS White Sports Shoes"])
+    assert index.unmatched_words("black perfume for men") == ["perfume"]
+    assert index.unmatched_words("黑色皮带") == []
+    assert index.unmatched_words("黑色的香水") == ["香水"]  # perfume; 的 is a lone character
+    assert index.unmatched_words("white shoes") == []
+
+
 def test_a_collection_that_states_the_chinese_word_keeps_it() -> None:
     index = Bm25Index(["一条黑色皮带", "black belt"])
     scores = index.scores("黑色皮带")

@@ -53,12 +53,14 @@ def assert_error(response: Any, status: int, needle: str = "") -> None:
 def test_search_returns_exactly_what_the_cli_prints(
     client: TestClient, api_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for query, target in (("white sports shoes for men", "images"), ("a blue shirt", "texts")):
+    for query, target in (("white sports shoes for men", "images"), ("a blue shirt", "texts"),
+                          ("perfume for men", "images")):
         api = client.post("/search", json={"text": query, "k": 5, "target": target})
         assert api.status_code == 200, api.text
         cli = cli_json(capsys, "search", query, "-k", "5", "--target", target, "--home", str(api_home))
         assert api.json() == cli
         assert all(hit["record"].startswith("rec:fashion:") for hit in api.json()["results"])
+        assert "perfume" not in query or api.json()["unmatched_words"] == ["perfume"]  # the catalog sells none
 
 
 def test_image_search_by_upload(client: TestClient, catalog_dir: Path, api_home: Path,

@@ -294,3 +294,20 @@ def test_backend_modes_pick_the_graph_retriever_when_present(tiny: TinyCollectio
     assert calls == ["graph"]
     at.selectbox(key="mode").set_value("dense").run()
     assert calls == ["graph", "dense"]
+
+
+def test_words_no_record_states_are_named_above_the_results(tiny: TinyCollection) -> None:
+    """A query word the collection never states (the retriever says which) is named, so near hits are not taken
+    for exact ones; a query whose words are all stated shows no such line."""
+
+    class Telling(WordRetriever):
+        def unmatched_words(self, query: Query) -> list[str]:
+            return ["perfume"] if query.text and "perfume" in query.text else []
+
+    at = _app(Backend(tiny.settings, store=tiny.store, retrievers={"graph": Telling(tiny)}))
+    at.query_params["q"] = "white perfume"
+    at.run()
+    _no_traceback(at)
+    assert any("No record contains 'perfume'" in t for t in _texts(at))
+    at.text_input(key="q").input("white shoes").run()
+    assert _cards(at) and not any("No record contains" in t for t in _texts(at))
