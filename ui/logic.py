@@ -183,9 +183,9 @@ def share_query(request: SearchRequest) -> str | None:
 
 def short_why(hit: Hit) -> str:
     """The one-line explanation on a result card."""
-    ents = list(dict.fromkeys(hit.explanation.shared_entities))
-    if ents:
-        shown = ", ".join(_display_entity(e) for e in ents[:4])
+    ents = list(dict.fromkeys(_display_entity(e) for e in hit.explanation.shared_entities))
+    if ents:  # a case's diagnosis, topic and mention of one disease read the same: named once
+        shown = ", ".join(ents[:4])
         more = f" and {len(ents) - 4} more" if len(ents) > 4 else ""
         return f"shares {shown}{more} with the query"
     if hit.explanation.paths:

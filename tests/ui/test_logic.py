@@ -145,6 +145,9 @@ def test_short_why_names_shared_entities_or_says_vector_only(tiny: TinyCollectio
         Step("img:1", "Image", "1.jpg"),
     ]
     assert logic.short_why(Hit("y", 0.1, "image", explanation=Explanation(paths=[longer]))) == "via tshirt → gender:men"
+    same = Explanation(shared_entities=["diagnosis:subdural hematoma", "subdural hematoma", "hematoma"])
+    why = logic.short_why(Hit("z", 0.1, "image", explanation=same))
+    assert why == "shares subdural hematoma, hematoma with the query"
 
 
 def test_facets_come_from_attributes_and_entities(tiny: TinyCollection) -> None:
