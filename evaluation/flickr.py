@@ -1,4 +1,4 @@
-"""The image-caption benchmark (Flickr layout), scored honestly: each query alone.
+"""The image-caption benchmark (a Flickr-layout or COCO folder), scored honestly: each query alone.
 
 Text->image: the graph holds the test images (each a record of its own) and NOT the test captions; each
 test caption queries it. Image->text: the graph holds the test captions (each a record of its own) and
@@ -32,6 +32,8 @@ from mmkg.evaluation.benchmark import BenchmarkResult, Direction, run_directions
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
 from mmkg.evaluation.nnn import NnnScorer
 from mmkg.evaluation.systems import Tuner, tune_without_graph
+from mmkg.ingest.coco import CocoSource
+from mmkg.ingest.detect import detect_formats
 from mmkg.ingest.flickr import FlickrSource
 from mmkg.ingest.records import Record, TextField
 from mmkg.retrieval.ranker import RankingConfig, RankWeights
@@ -56,15 +58,21 @@ def split_pairs(records: Sequence[Record]) -> tuple[list[Record], list[Record], 
 
 
 def read_pairs(data_dir: Path, captions: str = "captions.jsonl", limit: int | None = None) -> tuple[list[Record], str]:
+    """The image-caption pairs of a Flickr-layout folder (its `captions` file) or of a COCO folder (every split of
+    its `annotations/captions_*.json`)."""
     path = Path(data_dir) / captions
-    if not path.is_file():
-        raise UserInputError(f"no {captions} in {data_dir}")
-    source = FlickrSource.open(path)
+    source: FlickrSource | CocoSource
+    if path.is_file():
+        source = FlickrSource.open(path)
+    elif "coco" in detect_formats(Path(data_dir)):
+        source = CocoSource.open(Path(data_dir))
+    else:
+        raise UserInputError(f"no {captions} (Flickr layout) and no annotations/captions_*.json (COCO) in {data_dir}")
     records = [r for r in source.records() if isinstance(r, Record) and r.images and r.texts]
     if limit is not None:
         records = records[:limit]
     if not records:
-        raise UserInputError(f"no usable image-caption pairs in {path}")
+        raise UserInputError(f"no usable image-caption pairs in {data_dir}")
     return records, source.name
 
 

@@ -1,6 +1,6 @@
 """`mmkg eval`: the benchmark that fits the folder, every system side by side, each query scored alone.
 
-* a Flickr-layout folder (`captions.jsonl`): the image-caption protocol (evaluation/flickr.py);
+* a Flickr-layout folder (`captions.jsonl`) or a COCO folder: the image-caption protocol (evaluation/flickr.py);
 * a catalog CSV folder: the catalog protocol (evaluation/catalog.py);
 * a MedPix folder: image->case and text->case lookup (evaluation/medpix.py).
 

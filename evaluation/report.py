@@ -25,13 +25,14 @@ def directions(result: dict[str, Any]) -> list[str]:
 def table(result: dict[str, Any]) -> str:
     """One block per direction: a row per system, a column per metric."""
     lines: list[str] = []
+    width = max([14, *(len(name) for name in systems(result))])
     for d in directions(result):
         lines.append(f"{d}")
-        lines.append(f"  {'system':14s}" + "".join(f"{m:>9s}" for m in METRICS))
+        lines.append(f"  {'system':{width}s}" + "".join(f"{m:>9s}" for m in METRICS))
         for name in systems(result):
             figs = result[name].get(d)
             if isinstance(figs, dict):
-                lines.append(f"  {name:14s}" + "".join(
+                lines.append(f"  {name:{width}s}" + "".join(
                     f"{figs[m]:9.2f}" if isinstance(figs.get(m), int | float) else f"{'-':>9s}" for m in METRICS))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -567,15 +567,15 @@ def tag_calibration_path(settings: Settings) -> Path:
 
 
 def tag_threshold(settings: Settings) -> float | None:
-    """The score above which zero-shot tags are trusted in this workspace: its calibrated threshold (None: no
-    score is; then an image query gets no tags either), or the configured minimum before any calibration."""
+    """The score above which zero-shot tags are trusted in this workspace: its calibrated threshold, None when no
+    score is or none was measured (then an image query gets no tags either). A collection of texts alone (captions,
+    notes) is never calibrated, and there an image query's unmeasured tags, matched against the words of the
+    captions, took coco-mini's image->caption R@1 from 35.9 to 27.0."""
     path = tag_calibration_path(settings)
-    if not path.is_file():
-        return settings.tag_min_score
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("threshold")
+        value = json.loads(path.read_text(encoding="utf-8")).get("threshold") if path.is_file() else None
     except (OSError, ValueError, AttributeError):
-        return settings.tag_min_score
+        return None
     return None if value is None else max(float(value), settings.tag_min_score)
 
 

@@ -40,6 +40,16 @@ def test_image_caption_report_has_every_system(trained_home: Path, tmp_path: Pat
     assert all(r["query"].startswith("images/") for r in rows if r["direction"] == "i2t")
 
 
+def test_a_coco_folder_gets_the_image_caption_protocol(trained_home: Path, tmp_path: Path) -> None:
+    """`mmkg eval --data` on a COCO folder (annotations/captions_*.json) reads its image-caption pairs from every
+    split and scores both directions, as for a Flickr-layout folder."""
+    pairs, _ = read_pairs(DATA / "coco-mini")
+    assert len(pairs) == 159 and all(r.images and len(r.texts) >= 5 for r in pairs)
+    result = evaluate(DATA / "coco-mini", Settings.load(home=trained_home), limit=10, progress=False)
+    assert result["meta"]["images"] == 10 and result["meta"]["captions"] >= 50
+    assert {"t2i", "i2t"} <= set(result["full"]) and result["full"]["t2i"]["R@10"] == 100.0  # 10 images in all
+
+
 def test_other_queries_never_change_a_query_s_scores(trained_home: Path, tmp_path: Path) -> None:
     """With the gallery fixed (the same test images), keeping only the first caption of each image leaves the
     first captions' results identical in every system: no query is scored with help from the others."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from PIL import Image
+
 from mmkg.collection import open_collection
 from mmkg.graph.schema import Rel
 from mmkg.ingest.detect import open_source
 from mmkg.ingest.images import load_image
 from mmkg.ingest.pipeline import TAG_PRECISION, Ingestor, tag_threshold
+from mmkg.ingest.records import Record, TextField
 from mmkg.retrieval.record_search import open_retriever
 from mmkg.retrieval.search import Query
 from mmkg.settings import Settings
@@ -45,5 +48,21 @@ def test_a_catalog_whose_tags_are_wrong_gets_none(home: Path, fashion_subset, tm
     assert calibration["threshold"] is None and tags == [] and tag_threshold(settings) is None
     with open_collection(settings, read_only=True) as col:  # nor does an image query get tags here
         image = load_image(next((tmp_path / "fashion" / "images").glob("*.jpg")))[0]
+        _, entities = open_retriever(settings, col.store, col.vectors, col.encoder).prepare(Query(image=image))
+    assert entities == []
+
+
+def test_an_image_query_gets_no_tags_where_none_were_measured(home: Path) -> None:
+    """A collection of captions alone has no images whose tags could be checked against their own texts, so
+    nothing says which tag scores are right: an image query over it is not tagged (its words would otherwise
+    meet the captions' words through guesses)."""
+    settings = Settings.load(home=home)
+    records = [Record(f"c{i}", (), (TextField("caption", text),)) for i, text in
+               enumerate(["a dog runs on the grass", "two dogs play in the snow", "a man rides a bike"])]
+    with open_collection(settings) as col:
+        Ingestor(settings, col.store, col.vectors, col.encoder).run(records, "captions", progress=False)
+    assert not (home / "tag_calibration.json").exists() and tag_threshold(settings) is None
+    with open_collection(settings, read_only=True) as col:
+        image = Image.new("RGB", (64, 64), (90, 140, 60))
         _, entities = open_retriever(settings, col.store, col.vectors, col.encoder).prepare(Query(image=image))
     assert entities == []
