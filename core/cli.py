@@ -202,6 +202,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         knowledge=_existing_dir(args.knowledge) if args.knowledge else None,
         workdir=Path(args.workdir) if args.workdir else None,
         per_query=Path(args.per_query) if args.per_query else None,
+        relevance=_keys(args.relevance),
     )
     if args.plot:
         report.plot(result, Path(args.plot))
@@ -221,7 +222,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = _settings(args)
     data = _existing_dir(args.data) if args.data else None
     config = tune_workspace(settings, data, knowledge=_existing_dir(args.knowledge) if args.knowledge else None,
-                            progress=not args.quiet)
+                            progress=not args.quiet, relevance=_keys(args.relevance))
     if args.json:
         _print_json(config.to_json())
     else:
@@ -284,6 +285,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
+
+
+def _keys(text: str | None) -> list[str] | None:
+    """`--relevance articleType,baseColour` -> its keys (None: not given)."""
+    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
+    return keys or None
 
 
 def _existing_dir(path: str) -> Path:
@@ -377,6 +384,10 @@ def _add_read_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     st.set_defaults(func=cmd_stats)
 
 
+RELEVANCE_HELP = ("a catalog's attributes that a relevant product shares with the query's, comma-separated (default: "
+                  "its kind and colour columns, found by name, and gender at the strict level)")
+
+
 def _add_evaluation_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """eval, tune."""
     ev = sub.add_parser("eval", parents=[common],
@@ -387,6 +398,7 @@ def _add_evaluation_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                     help="the captions file of a Flickr-layout folder (e.g. captions.zh.jsonl)")
     ev.add_argument("--knowledge", help="a training collection (Flickr layout) as background knowledge in the graph; "
                     "its hashed holdout tunes full and nnn")
+    ev.add_argument("--relevance", metavar="KEY,KEY", help=RELEVANCE_HELP)
     ev.add_argument("--per-query", metavar="FILE", help="write one JSON line per system, direction and query")
     ev.add_argument("--plot", metavar="FILE.png", help="draw the figures as a bar chart")
     ev.add_argument("--workdir", help="keep the benchmark's workspace here (default: a temporary folder)")
@@ -398,6 +410,7 @@ def _add_evaluation_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     tn.add_argument("--data", help="a labelled folder (catalog, MedPix, Flickr layout) whose benchmark dev split "
                     "tunes the weights; default: the workspace's own collection (each record's text finds it)")
     tn.add_argument("--knowledge", help="with a Flickr-layout --data: its training collection")
+    tn.add_argument("--relevance", metavar="KEY,KEY", help=RELEVANCE_HELP)
     tn.add_argument("--quiet", action="store_true", help="no progress bars")
     tn.add_argument("--json", action="store_true")
     tn.set_defaults(func=cmd_tune)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def benchmark_kind(data: Path) -> str:
 
 def evaluate(data: Path, settings: Settings, limit: int | None = None, encoder: Encoder | None = None,
              progress: bool = True, captions: str = "captions.jsonl", knowledge: Path | None = None,
-             workdir: Path | None = None, per_query: Path | None = None) -> dict[str, Any]:
+             workdir: Path | None = None, per_query: Path | None = None, relevance: Sequence[str] | None = None
+             ) -> dict[str, Any]:
     """`{system: figures, ..., "meta": {...}, "tuned": {...}}` for the benchmark that fits `data`."""
     encoder = encoder or create_encoder(settings)
     started = time.perf_counter()
@@ -49,7 +51,8 @@ def evaluate(data: Path, settings: Settings, limit: int | None = None, encoder: 
     with tempfile.TemporaryDirectory(prefix="mmkg-eval-") as tmp:
         home = Path(workdir) if workdir else Path(tmp)
         if kind == "catalog":
-            meta, result = catalog_benchmark(data, settings, encoder, home, max_products=limit, progress=progress)
+            meta, result = catalog_benchmark(data, settings, encoder, home, max_products=limit, progress=progress,
+                                             relevance=relevance)
         elif kind == "medpix":
             meta, result = medpix_benchmark(data, settings, encoder, home, limit=limit, progress=progress)
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,19 +46,20 @@ PSEUDO_QUERIES = 500
 
 
 def tune_workspace(settings: Settings, data: Path | None = None, knowledge: Path | None = None,
-                   progress: bool = True) -> RankingConfig:
-    config = tune_on_benchmark(settings, data, knowledge, progress) if data else tune_self(settings)
+                   progress: bool = True, relevance: Sequence[str] | None = None) -> RankingConfig:
+    config = tune_on_benchmark(settings, data, knowledge, progress, relevance) if data else tune_self(settings)
     config.save(ranking_path(settings))
     return config
 
 
-def tune_on_benchmark(settings: Settings, data: Path, knowledge: Path | None, progress: bool) -> RankingConfig:
+def tune_on_benchmark(settings: Settings, data: Path, knowledge: Path | None, progress: bool,
+                      relevance: Sequence[str] | None = None) -> RankingConfig:
     encoder = create_encoder(settings)
     kind = benchmark_kind(data)
     with tempfile.TemporaryDirectory(prefix="mmkg-tune-") as tmp:
         home = Path(tmp)
         if kind == "catalog":
-            _, result = catalog_benchmark(data, settings, encoder, home, progress=progress)
+            _, result = catalog_benchmark(data, settings, encoder, home, progress=progress, relevance=relevance)
         elif kind == "medpix":
             _, result = medpix_benchmark(data, settings, encoder, home, progress=progress)
         else:
