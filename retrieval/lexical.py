@@ -27,6 +27,14 @@ STOPWORDS = frozenset({
 })
 
 
+IRREGULAR_PLURALS = {
+    "men": "man", "women": "woman", "gentlemen": "gentleman", "children": "child", "feet": "foot",
+    "teeth": "tooth", "geese": "goose", "mice": "mouse", "people": "person",
+}  # fmt: skip
+"""Plurals the Snowball stemmer leaves apart from their singular (`men` stays `men`, `man` stays `man`): a
+catalog's `Men` never met a query's `man`, nor 男士's English sense *man*."""
+
+
 @functools.cache
 def _stemmer():  # type: ignore[no-untyped-def]
     return Stemmer.Stemmer("english")
@@ -39,7 +47,7 @@ def tokenize(text: str) -> list[str]:
         if HAN.search(word):
             out += segment_han(word)
         elif word not in STOPWORDS:
-            out.append(word)
+            out.append(IRREGULAR_PLURALS.get(word, word))
     stemmer = _stemmer()
     return [t if HAN.search(t) else stemmer.stemWord(t) for t in out]
 

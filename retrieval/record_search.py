@@ -43,7 +43,7 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 MODES = ("full", "gnn", "encoder")
 
 

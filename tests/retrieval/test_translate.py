@@ -7,7 +7,7 @@ from pathlib import Path
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Label, Node
 from mmkg.index.faiss_index import FaissIndex
-from mmkg.retrieval.lexical import Bm25Index
+from mmkg.retrieval.lexical import Bm25Index, tokenize
 from mmkg.retrieval.query_entities import QueryLinker
 from mmkg.retrieval.translate import english_senses, fit_sense, translations
 
@@ -50,6 +50,13 @@ def test_words_no_record_states_in_any_sense_are_named() -> None:
     assert index.unmatched_words("黑色皮带") == []
     assert index.unmatched_words("黑色的香水") == ["香水"]  # perfume; 的 is a lone character
     assert index.unmatched_words("white shoes") == []
+    assert index.unmatched_words("男士皮带") == []  # 男士: man, which the catalog states as Men
+
+
+def test_a_plural_the_stemmer_keeps_apart_meets_its_singular() -> None:
+    index = Bm25Index(["Puma Men Black Shoes", "Nike Women White Shoes", "a child on a swing"])
+    assert index.scores("shoes for a man").argmax() == 0 and index.scores("woman shoes").argmax() == 1
+    assert index.scores("children").argmax() == 2 and tokenize("Men") == tokenize("man")
 
 
 def test_a_collection_that_states_the_chinese_word_keeps_it() -> None:
