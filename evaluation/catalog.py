@@ -76,9 +76,8 @@ def catalog_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home
     columns = gallery.columns(source.name, [r.id for r in gallery_recs])
     g_attrs = [dict(r.attributes) for r in gallery_recs]
     q_attrs = [dict(r.attributes) for r in queries]
-    levels = {"+".join(main): tuple(main.values())}
-    if strict:
-        levels["+".join({**main, **strict})] = tuple({**main, **strict}.values())
+    named = [main, {**main, **strict}] if strict else [main]
+    levels = {"+".join(keys): tuple(keys.values()) for keys in named}
     relevant = {name: _same(q_attrs, g_attrs, keys) for name, keys in levels.items()}
     t_queries = text_queries(gallery, encoder, [q.texts[0].text for q in queries])
     i_queries = image_queries(gallery, encoder, [q.images[0] for q in queries], settings)
@@ -90,8 +89,8 @@ def catalog_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home
     ]
     result = run_directions(gallery.ranker, columns, [gallery.table.ids[c] for c in columns], directions, seed=seed)
     meta = {"protocol": "catalog", "gallery": len(columns), "queries": len(queries),
-            "relevance": {"main": f"same {' and '.join(main.values())}",
-                          **({"strict": f"same {' and '.join({**main, **strict}.values())}"} if strict else {})},
+            "relevance": {level: f"same {' and '.join(keys.values())}"
+                          for level, keys in zip(("main", "strict"), named, strict=False)},
             "split": "held-out products, half of them dev (tuning full), half test (every figure)"}
     return meta, result
 

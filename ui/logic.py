@@ -379,7 +379,7 @@ def record_titles(store: GraphStore, hits: Sequence[Hit]) -> dict[str, str]:
         title = ""
         if hit.record:
             texts = [o for _, o in store.neighbors(hit.record, [Rel.HAS], "out") if o.label == Label.TEXT]
-            title = record_title(sorted(texts, key=_text_order), "")
+            title = record_title(texts, "")
             by_record[hit.record] = title
         if not title:
             node = nodes.get(hit.id)
