@@ -32,9 +32,12 @@ CANDIDATES: dict[str, dict[str, float]] = {  # changes to the current defaults: 
     "hub 0": {"hub": 0.0},
     "hub 0.25": {"hub": 0.25},
     "hub 0.5": {"hub": 0.5},
-    "hub 0.25, k 16": {"hub": 0.25, "hub_k": 16},
-    "hub 0.25, k 256": {"hub": 0.25, "hub_k": 256},
+    "hub 0.75": {"hub": 0.75},
+    "hub 1": {"hub": 1.0},
+    "hub 0.5, k 16": {"hub": 0.5, "hub_k": 16},
     "hub 0.5, k 256": {"hub": 0.5, "hub_k": 256},
+    "hub 0.75, k 256": {"hub": 0.75, "hub_k": 256},
+    "hub 1, k 256": {"hub": 1.0, "hub_k": 256},
 }
 
 

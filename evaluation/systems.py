@@ -148,7 +148,7 @@ GRID: dict[str, Sequence[float]] = {
     "seeds": (5, 10, 20, 50),
     "temperature": (0.25, 0.5, 1.0, 2.0),
     "tag_weight": (0.0, 0.25, 0.5),
-    "hub": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "hub": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
     "hub_k": (16, 64, 256),
 }
 """The values tuning tries for each weight."""

@@ -14,7 +14,8 @@ For a query q and a record r (retrieval/records.py), the signals are
   `hub_k` nearest items of that modality in the collection (the collection's own texts stand in for text
   queries). A record near everything (a hub of the embedding space) otherwise tops unrelated queries; this is
   the correction of NNN (Chowdhury et al., EMNLP 2024), with the collection as its reference queries, and it
-  depends on the record and the collection only, never on other queries;
+  depends on the record and the collection only, never on other queries. It is measured in the units of the
+  query's own spread of similarities, so that `hub` at weight alpha beside `image` at 1 is NNN at alpha;
 * `graph_entity`, `graph_image`, `graph_text`: graph expansion. The query's best records by the
   signals above are its seeds (`seeds`, softmax weights at `temperature`); each record then scores by
   how much it shares with them: their entities (IDF-weighted cosine over record -> entity edges), their
@@ -95,23 +96,29 @@ class RankWeights:
         return replace(self, **{s: (getattr(self, s) if s in signals else 0.0) for s in SIGNALS})
 
 
-DEFAULT_TEXT = RankWeights(gnn=0.0, graph_image=0.0, hub=0.25)
+DEFAULT_TEXT = RankWeights(gnn=0.0, graph_image=0.0, hub=0.75)
 """A text query's untuned weights: every signal of the record itself, and graph expansion through the seeds'
 entities and words. The seeds' look (`graph_image`) and the refined vectors (`gnn`) are off: scored on the dev
 queries of three collections (fashion catalog, MedPix cases, the flickr8k training holdout), dropping both
 gave dev mAP 52.0 / 22.0 / 46.5 against 51.2 / 22.3 / 42.8 with them at 0.5, the best of six candidates by
-the product of the three ratios. `hub` at 0.25 (k 64) then took them from 51.4 / 22.4 / 47.7 to 51.6 / 22.6 /
-50.8, the best of six hub candidates by the same product (0.5 lost on Flickr: 46.9). A collection's own
-`mmkg tune` switches them back on where its dev split says so."""
+the product of the three ratios. `hub` at 0.75 (k 64; NNN's alpha, in the units of `hub_signal`) gives
+51.8 / 23.1 / 50.8 against 51.4 / 22.9 / 47.7 without it, the best of nine hub candidates by the same product
+(1.0 at k 256: 51.9 / 23.2 / 50.4). A collection's own `mmkg tune` switches them back on where its dev split
+says so."""
 DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.25, image=1.0, attribute=0.25, gnn=0.5, graph_entity=1.0,
-                            graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5, hub=0.25)
+                            graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5, hub=0.75)
 """An image query's own modality leads (its similarity to the record's image; to its texts in a collection without
 images: `RecordRanker.weights_for`), and the stated attributes of the few records it resembles most
 (graph_entity) carry the rest: cross-modal text similarity from an encoder trained on other photos is weak
 evidence on its own. The refined vectors (`gnn`) help here on every dev split (switched off: fashion
 image->image 26.3 -> 25.7, MedPix 15.2 -> 15.1, flickr8k image->text 34.5 -> 32.3); the seeds' mean look
-(`graph_image`) restates the image signal (switched off: 26.6, 15.4, 34.5). `hub` at 0.25 (k 64): dev mAP
-25.0 / 16.9 / 37.7 -> 25.1 / 17.7 / 40.7, the best of six hub candidates by the product of the ratios."""
+(`graph_image`) restates the image signal (switched off: 26.6, 15.4, 34.5). `hub` at 0.75 (k 64): dev mAP
+25.3 / 18.0 / 40.8 against 25.0 / 16.9 / 37.7 without it, the best of nine hub candidates by the product of the
+ratios (1.0 at k 256: 25.1 / 18.4 / 39.8)."""
+
+CONFIG_VERSION = 2
+"""2: `hub` counts in units of the query's spread of similarities (NNN's alpha). A config saved before keeps its
+other weights and takes the defaults' `hub` where it had one (its weight meant something else)."""
 
 
 @dataclass(frozen=True)
@@ -127,15 +134,20 @@ class RankingConfig:
         return self.text if kind == "text" else self.image
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": asdict(self.text), "image": asdict(self.image), "tuned_on": self.tuned_on,
-                "figures": self.figures}
+        return {"version": CONFIG_VERSION, "text": asdict(self.text), "image": asdict(self.image),
+                "tuned_on": self.tuned_on, "figures": self.figures}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> RankingConfig:
         names = set(RankWeights.__dataclass_fields__)
         pick = lambda d: RankWeights(**{k: v for k, v in (d or {}).items() if k in names})  # noqa: E731
-        return cls(pick(obj.get("text")), pick(obj.get("image")), str(obj.get("tuned_on", "")),
-                   dict(obj.get("figures") or {}))
+        text, image = pick(obj.get("text")), pick(obj.get("image"))
+        if int(obj.get("version", 1)) < 2 and (text.hub or image.hub):
+            log.warning("ranking weights saved by an older mmkg: their hub weights now take the defaults "
+                        "(run `mmkg tune` to tune them again)")
+            text = replace(text, hub=DEFAULT_TEXT.hub, hub_k=DEFAULT_TEXT.hub_k) if text.hub else text
+            image = replace(image, hub=DEFAULT_IMAGE.hub, hub_k=DEFAULT_IMAGE.hub_k) if image.hub else image
+        return cls(text, image, str(obj.get("tuned_on", "")), dict(obj.get("figures") or {}))
 
     def save(self, path: Path) -> None:
         atomic_write_json(path, self.to_json())
@@ -220,10 +232,11 @@ class RecordRanker:
         tag_weight = weights.tag_weight
         out: dict[str, np.ndarray] = {}
         q = queries.vectors.astype(np.float32)
+        spread: dict[str, np.ndarray] = {}
         if t.image_vecs.shape[0]:
-            out["image"] = _standardise(segment_max(t.rec_image, q @ t.image_vecs.T))
+            out["image"], spread["image"] = _standardise_spread(segment_max(t.rec_image, q @ t.image_vecs.T))
         if t.text_vecs.shape[0]:
-            out["text"] = _standardise(segment_max(t.rec_text, q @ t.text_vecs.T))
+            out["text"], spread["text"] = _standardise_spread(segment_max(t.rec_text, q @ t.text_vecs.T))
         if queries.texts is not None:
             out["lexical"] = _standardise(np.stack([t.bm25.scores(s) for s in queries.texts]) if len(queries)
                                           else np.zeros((0, len(t)), np.float32))
@@ -231,13 +244,26 @@ class RecordRanker:
             out["attribute"] = _standardise(self.entity_share(queries.entities, tag_weight))
         if weights.gnn:
             out["gnn"] = _standardise(self.gnn_scores(queries, weights))
-        if weights.hub and len(t):
-            out["hub"] = np.broadcast_to(self.hub_penalty(queries.kind, weights.hub_k), (len(queries), len(t)))
+        if weights.hub and spread:
+            out["hub"] = self.hub_signal(queries.kind, weights.hub_k, spread)
         return out
 
+    def hub_signal(self, kind: str, k: int, spread: dict[str, np.ndarray]) -> np.ndarray:
+        """(queries, records) the `hub` signal: a record's centred hubness (`hub_penalty`) in units of the spread
+        (per-query std) of the query's raw similarity to that record's own vector (its image's, or its text's
+        without one). Beside the standardised `image` signal at weight 1, `hub` at weight alpha then ranks exactly
+        as NNN's `q . g - alpha * degree(g)` does; a hubness in z-units of its own over-corrects the queries whose
+        similarities are spread narrowly (flickr8k holdout text->image R@1: NNN 36.24, the z-unit `hub` at its best
+        weight 35.60). `spread`: the per-query std of the raw `image` and/or `text` signal."""
+        image = spread["image"] if "image" in spread else spread["text"]
+        text = spread.get("text", image)
+        per_record = np.where(self.table.has_image[None, :], image.reshape(-1, 1), text.reshape(-1, 1))
+        centred = self.hub_penalty(kind, k)[None, :]
+        return np.where(per_record > 1e-6, centred / np.maximum(per_record, 1e-6), 0.0).astype(np.float32)
+
     def hub_penalty(self, kind: str, k: int) -> np.ndarray:
-        """(records,) the standardised `hub` signal for queries of this modality (cached): minus the mean of each
-        record's `k` best similarities to the collection's items of that modality (all zero without any)."""
+        """(records,) minus each record's hubness for queries of this modality, centred (cached): the mean of its
+        `k` best similarities to the collection's items of that modality (all zero without any)."""
         key = (kind, k)
         if key not in self._hub_cache:
             t = self.table
@@ -251,7 +277,7 @@ class RecordRanker:
                 for lo in range(0, len(t), 2048):
                     sims = vecs[lo : lo + 2048] @ bank.T
                     degree[lo : lo + 2048] = np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)
-            self._hub_cache[key] = -_standardise(degree[None, :])[0]
+            self._hub_cache[key] = (degree.mean() - degree).astype(np.float32)
         return self._hub_cache[key]
 
     def refined(self, weights: RankWeights) -> tuple[np.ndarray, np.ndarray]:
@@ -459,10 +485,11 @@ class RecordRanker:
             dense["gnn"] = (sig, refined)
         pools = [best_rows(v, PER_SIGNAL) for v in full.values()]
         pools += [sig.nearest(v, PER_SIGNAL) for sig, v in dense.values()]
-        if w.hub:  # the same for every query: it reorders candidates, and finds none
-            full["hub"] = self.hub_penalty(queries.kind, w.hub_k)
         cand = np.unique(np.concatenate(pools)) if pools else np.arange(n)
         moments = {name: sig.moments(v) for name, (sig, v) in dense.items()}
+        spread = {s: np.array([moments[s][1]], np.float32) for s in ("image", "text") if s in moments}
+        if w.hub and spread:  # it reorders candidates, and finds none
+            full["hub"] = self.hub_signal(queries.kind, w.hub_k, spread)[0]
         stage1 = self._fused_at(cand, full, dense, moments, w)
         lap("dense")
 
@@ -557,6 +584,11 @@ def reciprocal_rank_fusion(score_sets: Sequence[np.ndarray], k: int = 60) -> np.
 
 def _standardise(raw: np.ndarray) -> np.ndarray:
     """Per query (row): z-scores over the records where the signal exists (NaN: absent, scored 0)."""
+    return _standardise_spread(raw)[0]
+
+
+def _standardise_spread(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_standardise`'s z-scores and each row's std (its spread)."""
     raw = np.asarray(raw, dtype=np.float32)
     present = ~np.isnan(raw)
     cnt = np.maximum(present.sum(axis=1, keepdims=True), 1)
@@ -565,7 +597,7 @@ def _standardise(raw: np.ndarray) -> np.ndarray:
     var = (np.where(present, raw - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / cnt
     std = np.sqrt(var)
     z = np.where(present, (filled - mean) / np.maximum(std, 1e-6), 0.0)
-    return np.where(std > 1e-6, z, 0.0).astype(np.float32)
+    return np.where(std > 1e-6, z, 0.0).astype(np.float32), std[:, 0].astype(np.float32)
 
 
 def _masked(values: np.ndarray, present: np.ndarray) -> np.ndarray:

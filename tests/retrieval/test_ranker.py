@@ -19,7 +19,15 @@ from mmkg.evaluation.systems import baseline_scores
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record
 from mmkg.retrieval.lexical import Bm25Index, tokenize
-from mmkg.retrieval.ranker import SIGNALS, QuerySet, RankWeights, RecordRanker, reciprocal_rank_fusion
+from mmkg.retrieval.ranker import (
+    DEFAULT_TEXT,
+    SIGNALS,
+    QuerySet,
+    RankingConfig,
+    RankWeights,
+    RecordRanker,
+    reciprocal_rank_fusion,
+)
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.records import RecordTable
 from mmkg.retrieval.search import Query
@@ -223,7 +231,9 @@ def test_an_image_query_uses_what_the_collection_holds() -> None:
 
 def test_the_hub_signal_lowers_a_record_that_is_near_every_text() -> None:
     """NNN's correction as a signal: the image `hub` sits near all of the collection's texts, so a text query
-    that is only roughly like it, and more like one other record, finds that record first once `hub` counts."""
+    that is only roughly like it, and more like one other record, finds that record first once `hub` counts.
+    With the image signal at weight 1 and `hub` at alpha, the fused score is NNN's `q . g - alpha * degree(g)`,
+    standardised by the query's own spread of `q . g`."""
     unit = lambda v: (np.asarray(v, np.float32) / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
     images = np.stack([unit([1, 0, 0, 0]), unit([0, 1, 0, 0]), unit([0, 0, 1, 0]), unit([1, 1, 1, 0.2])])
     texts = np.stack([unit([1, 0, 0, 0.1]), unit([0, 1, 0, 0.1]), unit([0, 0, 1, 0.1]), unit([0, 0, 0, 1])])
@@ -242,9 +252,12 @@ def test_the_hub_signal_lowers_a_record_that_is_near_every_text() -> None:
     assert penalty.argmin() == 3 and np.isclose(penalty.mean(), 0.0, atol=1e-6)
     query = QuerySet("text", unit([0.9, 0.5, 0.4, 0])[None, :])
     plain = ranker.score(query, RankWeights().only("image")).fused[0]
-    corrected = ranker.score(query, RankWeights(hub=1.0).only("image", "hub")).fused[0]
+    corrected = ranker.score(query, RankWeights(hub=1.0, hub_k=3).only("image", "hub")).fused[0]
     assert plain.argmax() == 3 and corrected.argmax() == 0
-    np.testing.assert_allclose(corrected - plain, penalty, atol=1e-5)  # the same for every query: a record's own
+    raw = images @ query.vectors[0]
+    degree = np.sort(images @ texts.T, axis=1)[:, -3:].mean(axis=1)
+    nnn = raw - 1.0 * (degree - degree.mean())
+    np.testing.assert_allclose(corrected, (nnn - raw.mean()) / raw.std(), atol=1e-5)
 
 
 def test_a_chinese_query_finds_the_english_product_it_asks_for(catalog: tuple) -> None:
@@ -256,3 +269,13 @@ def test_a_chinese_query_finds_the_english_product_it_asks_for(catalog: tuple) -
     assert top.title == "Reebok Men Raceon White Sports Shoes"
     assert {"白色 (white)", "运动鞋 (sports shoes)"} <= set(top.explanation.matched_words)
     assert any("translated from 运动鞋" in step.name for path in top.explanation.paths for step in path)
+
+
+def test_weights_saved_before_hub_took_nnn_units_take_the_default_hub() -> None:
+    """A config of version 1 weighed `hub` in z-units: it keeps its other weights and a hub it switched off."""
+    old = RankingConfig.from_json({"text": {"hub": 0.25, "hub_k": 16, "lexical": 2.0}, "image": {"hub": 0.0},
+                                   "tuned_on": "fashion dev"})
+    assert (old.text.hub, old.text.hub_k, old.text.lexical) == (DEFAULT_TEXT.hub, DEFAULT_TEXT.hub_k, 2.0)
+    assert old.image.hub == 0.0 and old.tuned_on == "fashion dev"
+    assert RankingConfig.from_json(old.to_json()) == old
+    assert RankingConfig.from_json(replace(old, text=replace(old.text, hub=0.6)).to_json()).text.hub == 0.6
