@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,7 +42,9 @@ def _release(backend: Backend) -> None:
 
 @st.cache_resource(max_entries=1, show_spinner="Opening the workspace…", on_release=_release)
 def _shared_backend(_settings: Settings, key: str) -> Backend:
-    return Backend(_settings)
+    backend = Backend(_settings)
+    threading.Thread(target=backend.warm_up, name="mmkg-warm-up", daemon=True).start()  # while the user types
+    return backend
 
 
 def _workspace_version(settings: Settings) -> str:

@@ -311,3 +311,12 @@ def test_words_no_record_states_are_named_above_the_results(tiny: TinyCollection
     assert any("No record contains 'perfume'" in t for t in _texts(at))
     at.text_input(key="q").input("white shoes").run()
     assert _cards(at) and not any("No record contains" in t for t in _texts(at))
+
+
+def test_warming_up_runs_one_search_and_never_raises(tiny: TinyCollection) -> None:
+    """The explorer warms its search up while the user types; a search that fails then is reported later, by the
+    user's own search, not by the warm-up."""
+    retriever = WordRetriever(tiny)
+    Backend(tiny.settings, store=tiny.store, retrievers={"dense": retriever}).warm_up()
+    assert [(q.text, k, target) for q, k, target in retriever.calls] == [("photo", 1, "images")]
+    Backend(tiny.settings, store=tiny.store, retrievers={"dense": _Failing(StoreUnavailableError("down"))}).warm_up()
