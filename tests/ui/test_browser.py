@@ -259,7 +259,11 @@ def test_a_shared_link_runs_its_search(page: Any, app_url: str) -> None:
     page.goto(f"{app_url}/?q=blue%20skirt&target=images")
     _wait_results(page, "'blue skirt'")
     _no_traceback(page)
-    assert page.get_by_role("textbox", name="Search text").input_value() == "blue skirt"
+    from playwright.sync_api import expect
+
+    # The box takes the link's query from the page address as the browser renders it, which can land a moment
+    # after the results (seen once under a full suite's load): wait for it, as a user would see it.
+    expect(page.get_by_role("textbox", name="Search text")).to_have_value("blue skirt", timeout=STEP_TIMEOUT_MS)
     assert _card_count(page) >= 4
     _shot(page, "03-shared-link-images")
 
