@@ -110,4 +110,4 @@ def config_from(result: BenchmarkResult, kinds: dict[str, str], tuned_on: str) -
     chosen = {kinds[d]: RankWeights(**t["weights"]) for d, t in result.tuned.items() if d in kinds}
     base = RankingConfig()
     return RankingConfig(chosen.get("text", base.text), chosen.get("image", base.image), tuned_on,
-                         {d: t["dev_mAP"] for d, t in result.tuned.items()})
+                         {d: {k: v for k, v in t.items() if k.startswith("dev_")} for d, t in result.tuned.items()})

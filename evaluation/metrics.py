@@ -117,6 +117,11 @@ def _ndcg_from_ranks(ranks: np.ndarray, counts: np.ndarray, k: int) -> float:
     return float(100.0 * np.mean(dcg / idcg))
 
 
+def recall_sum(scores: np.ndarray, relevant: np.ndarray) -> float:
+    """R@1 + R@5 + R@10 of one direction: the image-caption protocol's headline (half of its `rsum`)."""
+    return float(sum(recall_at_k(scores, relevant, (1, 5, 10)).values()))
+
+
 def mean_average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
     """mAP (percent) over all relevant candidates of each query."""
     ranks, counts = relevant_ranks(scores, relevant)

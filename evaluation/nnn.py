@@ -7,7 +7,7 @@ bank is the training collection's queries (never the test queries), so each test
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import product
 
 import faiss
@@ -54,11 +54,12 @@ class NnnScorer:
 
     @classmethod
     def tune(cls, table: RecordTable, queries: QuerySet, columns: np.ndarray, relevant: np.ndarray,
-             bank: np.ndarray, alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = KS) -> dict[str, float]:
-        """The (alpha, k) with the best mAP on dev queries."""
+             bank: np.ndarray, alphas: Sequence[float] = ALPHAS, ks: Sequence[int] = KS,
+             metric: Callable[[np.ndarray, np.ndarray], float] = mean_average_precision) -> dict[str, float]:
+        """The (alpha, k) with the best `metric` on dev queries (the one `full` is tuned on)."""
         best: tuple[float, dict[str, float]] = (-1.0, {"alpha": 0.5, "k": 64})
         for alpha, k in product(alphas, ks):
-            s = mean_average_precision(cls(table, columns, bank, alpha, k).scores(queries), relevant)
+            s = metric(cls(table, columns, bank, alpha, k).scores(queries), relevant)
             if s > best[0]:
                 best = (s, {"alpha": alpha, "k": k})
         return best[1]

@@ -12,6 +12,7 @@ from mmkg.evaluation.metrics import (
     mean_average_precision,
     ndcg_at_k,
     recall_at_k,
+    recall_sum,
     relevance_from_pairs,
     relevant_ranks,
 )
@@ -102,6 +103,15 @@ def test_perfect_and_worst_rankings() -> None:
     assert mean_average_precision(sim, np.eye(n, dtype=bool)) == pytest.approx(100.0)
     assert ndcg_at_k(sim, np.eye(n, dtype=bool)) == pytest.approx(100.0)
     assert recall_at_k(-sim, np.eye(n, dtype=bool), ks=(1, n - 1, n)) == {1: 0.0, n - 1: 0.0, n: 100.0}
+
+
+def test_recall_sum_is_the_headline_the_image_caption_protocol_tunes_on() -> None:
+    # query 0 finds its item first, query 1 sixth (of 12): R@1 50, R@5 50, R@10 100
+    scores = np.tile(-np.arange(12, dtype=np.float32), (2, 1))
+    relevant = np.zeros((2, 12), bool)
+    relevant[0, 0] = relevant[1, 5] = True
+    assert recall_at_k(scores, relevant) == {1: 50.0, 5: 50.0, 10: 100.0}
+    assert recall_sum(scores, relevant) == pytest.approx(200.0)
 
 
 def test_image_text_protocol_against_reference() -> None:
