@@ -34,6 +34,9 @@ TERMINATORS = frozenset({
 """Words that close a scope: NegEx's, and a verb or a place after the negated finding (`no free air in the
 abdomen`: the abdomen was seen)."""
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
+_TRIGGER_START = re.compile(r"\b(?:" + "|".join(sorted({p[0] for p in TRIGGERS})) + r")\b", re.IGNORECASE)
+"""Any trigger's first word: a text or clause without one is passed over at once (MedPix's 3 MB of case text:
+0.5 s, against 2.6 s when every word was tried against every phrase)."""
 _CLAUSE = re.compile(r"[^.;:!?,()\[\]\n]+")
 
 
@@ -45,10 +48,12 @@ def is_title(text: str) -> bool:
 
 def negated_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) character ranges of `text` that a negation rules out (module docstring)."""
-    if not text or is_title(text):
+    if not text or not _TRIGGER_START.search(text) or is_title(text):
         return []
     out: list[tuple[int, int]] = []
     for clause in _CLAUSE.finditer(text):
+        if not _TRIGGER_START.search(clause.group()):
+            continue
         words = [(m.start() + clause.start(), m.end() + clause.start(), m.group().casefold())
                  for m in _WORD.finditer(clause.group())]
         names = [w for _, _, w in words]
@@ -78,4 +83,4 @@ def affirmed(text: str) -> str:
 
 def _match(words: list[str], at: int, phrases: tuple[tuple[str, ...], ...]) -> int:
     """The length of the longest phrase that starts at word `at` (0 if none)."""
-    return max((len(p) for p in phrases if tuple(words[at : at + len(p)]) == p), default=0)
+    return max((len(p) for p in phrases if p[0] == words[at] and tuple(words[at : at + len(p)]) == p), default=0)
