@@ -23,7 +23,7 @@ from mmkg.errors import UserInputError
 from mmkg.evaluation.benchmark import BenchmarkResult, Direction, run_directions
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
 from mmkg.ingest.catalog import CatalogSource
-from mmkg.ingest.records import Record
+from mmkg.ingest.records import Record, Skip
 from mmkg.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,12 @@ def catalog_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home
                       progress: bool = False, relevance: Sequence[str] | None = None
                       ) -> tuple[dict[str, Any], BenchmarkResult]:
     source = CatalogSource.open(Path(data_dir))
-    records = [r for r in source.records() if isinstance(r, Record) and r.images and r.texts]
+    read = list(source.records())
+    records = [r for r in read if isinstance(r, Record) and r.images and r.texts]
+    if not records:
+        skips = [r for r in read if isinstance(r, Skip)]
+        why = f": {len(skips)} rows skipped, the first for {skips[0].reason}" if skips else ""
+        raise UserInputError(f"no product of {data_dir} has both an image and a text{why}")
     if max_products:
         records = records[:max_products]
     main, strict = relevance_keys(records, relevance)

@@ -18,6 +18,9 @@ def resolve_inside(root: Path, relative: str | os.PathLike[str]) -> Path:
     root_resolved = root.resolve()
     candidate = (root_resolved / relative).resolve()
     if not candidate.is_relative_to(root_resolved):
+        if Path(os.path.normpath(root_resolved / relative)).is_relative_to(root_resolved):
+            raise BadImageError(f"path leaves the collection folder through a symbolic link: {relative} -> "
+                                f"{candidate} (ingest the folder the link points to, or copy the files in)")
         raise BadImageError(f"path leaves the collection folder: {relative}")
     return candidate
 

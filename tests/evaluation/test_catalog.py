@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+from typing import cast
+
 import pytest
 
+from mmkg.encoders.base import Encoder
 from mmkg.errors import UserInputError
-from mmkg.evaluation.catalog import relevance_keys
+from mmkg.evaluation.catalog import catalog_benchmark, relevance_keys
 from mmkg.ingest.records import Record
+from mmkg.settings import Settings
 
 
 def _records(*attrs: dict[str, str]) -> list[Record]:
@@ -38,3 +44,18 @@ def test_a_catalog_without_them_is_told_what_to_name() -> None:
     assert relevance_keys(rows, ["medium"]) == ({"medium": "medium"}, {})
     with pytest.raises(UserInputError, match="no attribute era in this catalog"):
         relevance_keys(rows, ["era"])
+
+
+def test_a_catalog_whose_every_row_is_skipped_says_why(tmp_path: Path, shared_data: Path) -> None:
+    """Not 'no column names a kind or a colour': the rows were never read, and the first reason says why."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(shared_data / "fashion" / "images" / "10000.jpg", outside / "10000.jpg")
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    (folder / "images").symlink_to(outside)
+    (folder / "items.csv").write_text("SKU,Photo,Title,Colour,Category\n"
+                                      "10000,images/10000.jpg,Palm Tree Girls White Skirts,White,Skirts\n")
+    with pytest.raises(UserInputError, match=r"no product of .* has both an image and a text: 1 rows skipped, the "
+                                             r"first for path leaves the collection folder through a symbolic link"):
+        catalog_benchmark(folder, Settings(home=tmp_path / "ws"), cast(Encoder, None), tmp_path / "ws")
