@@ -47,8 +47,8 @@ def baseline_scores(ranker: RecordRanker, queries: QuerySet, columns: np.ndarray
     has_text = bool(ranker.table.has_text[columns].any())  # a gallery of bare images has no words to match
     if "lexical" in base and has_text:
         out["bm25"] = base["lexical"][:, columns]
-    if "text" in base and target == "images" and has_text:
-        out["dense_text"] = base["text"][:, columns]
+    if target == "images" and has_text and ranker.table.text_vecs.shape[0]:
+        out["dense_text"] = ranker.text_similarity(queries)[:, columns]
     parts = [out[s] for s in ("bm25", "dense_text", "encoder") if s in out]
     if len(parts) > 1:
         out["hybrid"] = reciprocal_rank_fusion(parts)

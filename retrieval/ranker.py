@@ -3,7 +3,8 @@
 For a query q and a record r (retrieval/records.py), the signals are
 
 * `lexical`: BM25 of q's words over r's texts and attribute values (text queries only);
-* `text`: the best dense similarity of q to one of r's texts;
+* `text`: the best dense similarity of q to one of r's texts (for an image query, only a record without an image
+  is scored by its texts: `RecordRanker.text_members`);
 * `image`: the best dense similarity of q to one of r's images;
 * `attribute`: the IDF-weighted share of q's concepts that r states (attributes, mentions; a stated
   attribute and a mention of the same word are one concept), predicted image tags counting `tag_weight`
@@ -107,8 +108,9 @@ the product of the three ratios. `hub` at 0.75 (k 64; NNN's alpha, in the units 
 says so."""
 DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.25, image=1.0, attribute=0.25, gnn=0.5, graph_entity=1.0,
                             graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5, hub=0.75)
-"""An image query's own modality leads (its similarity to the record's image; to its texts in a collection without
-images: `RecordRanker.weights_for`), and the stated attributes of the few records it resembles most
+"""An image query's own modality leads (its similarity to the record's image; `text` scores only the records
+without one, a caption gallery's captions: `RecordRanker.text_members`, and a collection without images gives the
+image weight to it: `RecordRanker.weights_for`), and the stated attributes of the few records it resembles most
 (graph_entity) carry the rest: cross-modal text similarity from an encoder trained on other photos is weak
 evidence on its own. The refined vectors (`gnn`) help here on every dev split (switched off: fashion
 image->image 26.3 -> 25.7, MedPix 15.2 -> 15.1, flickr8k image->text 34.5 -> 32.3); the seeds' mean look
@@ -205,6 +207,7 @@ class RecordRanker:
         self._refined_cache: dict[tuple[float, int, float], tuple[np.ndarray, np.ndarray]] = {}
         self._dense_cache: dict[object, DenseSignal] = {}
         self._hub_cache: dict[tuple[str, int], np.ndarray] = {}
+        self._text_members_image: sp.csr_matrix | None = None
         self.timings: dict[str, float] = {}
         """Seconds per stage of the last candidate search (`sparse`, `dense`, `graph`, `final`): for benchmarks."""
 
@@ -236,7 +239,8 @@ class RecordRanker:
         if t.image_vecs.shape[0]:
             out["image"], spread["image"] = _standardise_spread(segment_max(t.rec_image, q @ t.image_vecs.T))
         if t.text_vecs.shape[0]:
-            out["text"], spread["text"] = _standardise_spread(segment_max(t.rec_text, q @ t.text_vecs.T))
+            members = self.text_members(queries.kind)
+            out["text"], spread["text"] = _standardise_spread(segment_max(members, q @ t.text_vecs.T))
         if queries.texts is not None:
             out["lexical"] = _standardise(np.stack([t.bm25.scores(s) for s in queries.texts]) if len(queries)
                                           else np.zeros((0, len(t)), np.float32))
@@ -247,6 +251,28 @@ class RecordRanker:
         if weights.hub and spread:
             out["hub"] = self.hub_signal(queries.kind, weights.hub_k, spread)
         return out
+
+    def text_members(self, kind: str) -> sp.csr_matrix:
+        """Records x texts that the `text` signal reads for a query of this modality. A text query reads every
+        record's texts. An image query reads only the texts of records without an image (a caption, a note): a
+        record with an image answers it with that image, and its name's cross-modal similarity, from an encoder
+        trained on other photos, is noise that picked the wrong seeds for graph expansion (fashion dev,
+        image->image with the default weights: a black formal shoe's photo found five sandals, a white shirt's
+        grey jackets; reading only image-less records' texts took dev mAP 25.3 -> 27.4, R@1 29.6 -> 32.9,
+        R@10 52.1 -> 55.6; MedPix dev image->case mAP 18.0 -> 18.2, R@10 58.4 -> 60.1, R@1 30.3 -> 27.0)."""
+        if kind == "text":
+            return self.table.rec_text
+        if self._text_members_image is None:
+            without_image = (~self.table.has_image).astype(np.float32)
+            self._text_members_image = (sp.diags(without_image) @ self.table.rec_text).tocsr()
+            self._text_members_image.eliminate_zeros()
+        return self._text_members_image
+
+    def text_similarity(self, queries: QuerySet) -> np.ndarray:
+        """(queries, records) the standardised best cosine of each query to a record's texts, for every record
+        whatever the query's modality: the dense-text baseline (`text` reads an image query otherwise)."""
+        q = queries.vectors.astype(np.float32)
+        return _standardise(segment_max(self.table.rec_text, q @ self.table.text_vecs.T))
 
     def hub_signal(self, kind: str, k: int, spread: dict[str, np.ndarray]) -> np.ndarray:
         """(queries, records) the `hub` signal: a record's centred hubness (`hub_penalty`) in units of the spread
@@ -424,15 +450,15 @@ class RecordRanker:
         return self._score_candidates(queries, w, within, least)
 
     def _dense_signal(self, name: str, weights: RankWeights) -> tuple[DenseSignal, tuple[object, ...]]:
-        """The dense signal `name` (`image`, `text`, `gnn`, `graph_image`, `graph_text`), built once."""
+        """The dense signal `name` (`image`, `text`, `image_text`, `gnn`, `graph_image`, `graph_text`), built once."""
         t = self.table
         key: tuple[object, ...] = (name,) if name != "gnn" else (name, weights.gnn_alpha, weights.gnn_hops,
                                                                  weights.tag_weight)
         if key not in self._dense_cache:
             if name == "image":
                 sig = DenseSignal.build(t.rec_image, t.image_vecs)
-            elif name == "text":
-                sig = DenseSignal.build(t.rec_text, t.text_vecs)
+            elif name in ("text", "image_text"):  # the `text` signal of a text query, of an image query
+                sig = DenseSignal.build(self.text_members("image" if name == "image_text" else "text"), t.text_vecs)
             elif name == "gnn":
                 sig = DenseSignal.build(sp.identity(len(t), np.float32, format="csr"), self.refined(weights)[0])
             else:
@@ -449,6 +475,7 @@ class RecordRanker:
             return
         t = self.table
         names = [n for n, on in (("image", t.image_vecs.shape[0]), ("text", t.text_vecs.shape[0]),
+                                 ("image_text", t.text_vecs.shape[0] and not t.has_image.all()),
                                  ("gnn", weights.gnn), ("graph_image", weights.graph_image and t.image_vecs.shape[0]),
                                  ("graph_text", weights.graph_text and t.text_vecs.shape[0])) if on]
         for name in names:
@@ -474,7 +501,7 @@ class RecordRanker:
         if t.image_vecs.shape[0]:
             dense["image"] = (self._dense_signal("image", w)[0], q)
         if t.text_vecs.shape[0]:
-            dense["text"] = (self._dense_signal("text", w)[0], q)
+            dense["text"] = (self._dense_signal("text" if queries.kind == "text" else "image_text", w)[0], q)
         if w.gnn:
             sig = self._dense_signal("gnn", w)[0]
             links = self._query_links(queries.entities) if queries.entities else None

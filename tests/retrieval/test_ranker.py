@@ -279,3 +279,32 @@ def test_weights_saved_before_hub_took_nnn_units_take_the_default_hub() -> None:
     assert old.image.hub == 0.0 and old.tuned_on == "fashion dev"
     assert RankingConfig.from_json(old.to_json()) == old
     assert RankingConfig.from_json(replace(old, text=replace(old.text, hub=0.6)).to_json()).text.hub == 0.6
+
+
+def test_an_image_query_reads_the_texts_only_of_records_without_an_image() -> None:
+    """A product with a photo answers a photo with that photo: its name's cross-modal similarity does not score it
+    (it picked the wrong seeds: a formal shoe's photo found sandals). A caption without an image has only its text,
+    and keeps it. A text query reads every record's texts. The candidate search agrees with the exact one."""
+    unit = lambda v: (np.asarray(v, np.float32) / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    names = ["shoe", "sandal", "caption a", "caption b"]
+    images = np.stack([unit([1, 0, 0, 0]), unit([0, 1, 0, 0])])
+    texts = np.stack([unit([0, 1, 0.2, 0]), unit([1, 0, 0.2, 0]), unit([1, 0, 0, 0.3]), unit([0, 1, 0, 0.3])])
+    n = len(names)
+    rec_image = sp.csr_matrix((np.ones(2, np.float32), ([0, 1], [0, 1])), shape=(n, 2))
+    table = RecordTable(
+        ids=[f"rec:{x}" for x in names], names=names, sources=["t"] * n, attributes=[[] for _ in names],
+        image_ids=["img:shoe", "img:sandal"], image_paths=["shoe.jpg", "sandal.jpg"], image_vecs=images,
+        text_ids=[f"txt:{x}" for x in names], text_strings=names, text_kinds=["name"] * n, text_vecs=texts,
+        entity_ids=[], entity_names=[], rec_image=rec_image, rec_text=sp.identity(n, np.float32, format="csr"),
+        rec_entity=sp.csr_matrix((n, 0), dtype=np.float32), rec_tag=sp.csr_matrix((n, 0), dtype=np.float32),
+        attribute_entity=np.zeros(0, bool), bm25=Bm25Index(names))
+    weights = RankWeights(text=1.0, image=1.0).only("text", "image")
+    photo = QuerySet("image", unit([1, 0, 0, 0])[None, :])
+    for ranker in (RecordRanker(table), RecordRanker(table, exact_max=0)):
+        scored = ranker.search_scores(photo, weights)
+        text = scored.signals["text"][0]
+        assert text[0] == 0 and text[1] == 0  # the photographed products: no text signal
+        assert text[2] > 0 > text[3]  # the captions: the one like the photo first
+        assert scored.fused[0].argmax() == 0  # the shoe's own look, not the sandal's name ("shoe"-like text)
+    words = RecordRanker(table).score(QuerySet("text", unit([1, 0, 0.2, 0])[None, :]), weights).signals["text"][0]
+    assert words[1] == words.max() and np.count_nonzero(words) == n
