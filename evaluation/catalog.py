@@ -68,7 +68,8 @@ def catalog_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home
     records = [r for r in read if isinstance(r, Record) and r.images and r.texts]
     if not records:
         skips = [r for r in read if isinstance(r, Skip)]
-        why = f": {len(skips)} rows skipped, the first for {skips[0].reason}" if skips else ""
+        rows = f"{len(skips)} row{'s' * (len(skips) != 1)}"
+        why = f": {rows} skipped, the first for {skips[0].reason}" if skips else ""
         raise UserInputError(f"no product of {data_dir} has both an image and a text{why}")
     if max_products:
         records = records[:max_products]

@@ -56,6 +56,6 @@ def test_a_catalog_whose_every_row_is_skipped_says_why(tmp_path: Path, shared_da
     (folder / "images").symlink_to(outside)
     (folder / "items.csv").write_text("SKU,Photo,Title,Colour,Category\n"
                                       "10000,images/10000.jpg,Palm Tree Girls White Skirts,White,Skirts\n")
-    with pytest.raises(UserInputError, match=r"no product of .* has both an image and a text: 1 rows skipped, the "
+    with pytest.raises(UserInputError, match=r"no product of .* has both an image and a text: 1 row skipped, the "
                                              r"first for path leaves the collection folder through a symbolic link"):
         catalog_benchmark(folder, Settings(home=tmp_path / "ws"), cast(Encoder, None), tmp_path / "ws")
