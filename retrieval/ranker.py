@@ -457,8 +457,11 @@ class RecordRanker:
         if key not in self._dense_cache:
             if name == "image":
                 sig = DenseSignal.build(t.rec_image, t.image_vecs)
-            elif name in ("text", "image_text"):  # the `text` signal of a text query, of an image query
-                sig = DenseSignal.build(self.text_members("image" if name == "image_text" else "text"), t.text_vecs)
+            elif name == "text":
+                sig = DenseSignal.build(t.rec_text, t.text_vecs)
+            elif name == "image_text":  # an image query's `text`: image-less records only (one index when all are)
+                sig = DenseSignal.build(self.text_members("image"), t.text_vecs,
+                                        like=self._dense_signal("text", weights)[0])
             elif name == "gnn":
                 sig = DenseSignal.build(sp.identity(len(t), np.float32, format="csr"), self.refined(weights)[0])
             else:
