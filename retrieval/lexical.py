@@ -3,14 +3,15 @@
 Tokens are lower-cased words, English-stemmed with PyStemmer (`shoes` meets `shoe`), and Chinese runs
 segmented with jieba, so a query in either script matches the words a record states; a Chinese query word
 that no record states counts through its English senses (retrieval/translate.py), and an English one also
-through the related forms the collection states (`femur` - `femoral`: retrieval/word_forms.py).
+through the related forms the collection states (`femur` - `femoral`, `golden` - the facet value `gold`:
+retrieval/word_forms.py).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import bm25s
 import numpy as np
@@ -18,7 +19,7 @@ import Stemmer
 
 from mmkg.ingest.entities import HAN
 from mmkg.retrieval.translate import WORD, han_words, segment_han, translations
-from mmkg.retrieval.word_forms import RELATED_WEIGHT, related_forms
+from mmkg.retrieval.word_forms import RELATED_WEIGHT, SYNONYM_WEIGHT, adjective_synonyms, related_forms
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -57,8 +58,11 @@ def tokenize(text: str) -> list[str]:
 class Bm25Index:
     """BM25 scores of a query against every document (a record's words), by document row."""
 
-    def __init__(self, documents: Sequence[str]) -> None:
+    def __init__(self, documents: Sequence[str], facets: Iterable[str] = ()) -> None:
+        """`facets`: the values the collection states as attributes (`Gold`), which a query's adjective reaches
+        through a synonym (`golden`: `related`)."""
         self.size = len(documents)
+        self.facets = {f.casefold() for f in facets}
         tokens = [tokenize(d) or [""] for d in documents]
         self.model = bm25s.BM25()
         if self.size:
@@ -79,19 +83,30 @@ class Bm25Index:
                 sense_terms = [t for t in tokenize(sense) if t in vocab]
                 if sense_terms:
                     out += weight * np.asarray(self.model.get_scores(sense_terms), dtype=np.float32)
-        for forms in self.related(query).values():
-            for form in forms:
-                out += RELATED_WEIGHT * np.asarray(self.model.get_scores(tokenize(form)), dtype=np.float32)
+        for forms in self._weighted_related(query).values():
+            for form, weight in forms.items():
+                out += weight * np.asarray(self.model.get_scores(tokenize(form)), dtype=np.float32)
         return out
 
     def related(self, query: str) -> dict[str, list[str]]:
         """The query's English words -> their related forms (retrieval/word_forms.py) that the collection states
-        and the query does not."""
+        and the query does not: the nouns and adjectives they pertain to, and, for a word that is no facet value,
+        the facet values among the synonyms of its commonest adjective sense (`golden` -> `gold`)."""
+        return {word: list(forms) for word, forms in self._weighted_related(query).items()}
+
+    def _weighted_related(self, query: str) -> dict[str, dict[str, float]]:
+        """`related`, each form with what it counts: a pertainym `RELATED_WEIGHT`, a synonym `SYNONYM_WEIGHT`."""
         vocab = self.model.vocab_dict if self.size else {}
         own = set(tokenize(query))
-        out: dict[str, list[str]] = {}
+        out: dict[str, dict[str, float]] = {}
         for word in dict.fromkeys(w for w in WORD.findall(query) if not HAN.search(w)):
-            forms = [f for f in related_forms(word) if (t := tokenize(f)) and t[0] in vocab and t[0] not in own]
+            facet = word.casefold() in self.facets
+            synonyms = [] if facet else [s for s in adjective_synonyms(word) if s in self.facets]
+            forms: dict[str, float] = {}
+            for form, weight in [*((f, RELATED_WEIGHT) for f in related_forms(word)),
+                                 *((f, SYNONYM_WEIGHT) for f in synonyms)]:
+                if (t := tokenize(form)) and t[0] in vocab and t[0] not in own:
+                    forms[form] = max(weight, forms.get(form, 0.0))
             if forms:
                 out[word] = forms
         return out

@@ -12,7 +12,8 @@ from mmkg.graph.schema import Label
 from mmkg.graph.store import GraphStore
 from mmkg.index.base import VectorIndex
 from mmkg.ingest.entities import extract_entities
-from mmkg.retrieval.translate import translations
+from mmkg.retrieval.translate import WORD, translations
+from mmkg.retrieval.word_forms import SYNONYM_WEIGHT, adjective_synonyms
 
 MAX_NGRAM = 4
 
@@ -25,13 +26,19 @@ class QueryEntity:
     """`mentions` (text query) or `depicts` (image query)."""
     score: float = 1.0
     via: str = ""
-    """The query's own word this entity translates (retrieval/translate.py), when it was linked through it."""
+    """The query's own word this entity stands for, when it was linked through it: a Chinese word it translates
+    (retrieval/translate.py) or an adjective it is a synonym of (`golden` -> baseColour:Gold)."""
+    via_how: str = "translated from"
 
 
 def _stem(token: str) -> str:
-    """Crude plural folding so `shoes` meets `shoe` and `sports` meets `sport`; enough for matching names."""
-    if len(token) > 3 and token.endswith("ies"):
+    """Crude plural folding so `shoes` meets `shoe`, `watches` meets `watch` (a catalog's articleType:Watches was
+    `watche`, which no query for a watch named), `masses` meets `mass` and `accessories` meets `accessory`; enough
+    for matching names."""
+    if len(token) > 4 and token.endswith("ies"):
         return token[:-3] + "y"
+    if len(token) > 4 and token.endswith(("sses", "ches", "shes", "xes")) and not token.endswith("aches"):
+        return token[:-2]  # (`headaches` is `headache`)
     if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
         return token[:-1]
     return token
@@ -55,11 +62,16 @@ class QueryLinker:
         self.store = store
         self.entity_index = entity_index
         self._by_key: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._facets: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        """The attribute values alone (`baseColour:Gold` under `gold`)."""
         for node in store.iter_nodes(Label.ENTITY):
             name = str(node.props.get("name", node.id[4:]))
-            key = concept_terms(name, node.props.get("kind") == "attribute")
+            is_attribute = node.props.get("kind") == "attribute"
+            key = concept_terms(name, is_attribute)
             if key:
                 self._by_key.setdefault(key, []).append((node.id, name))
+                if is_attribute:
+                    self._facets.setdefault(key, []).append((node.id, name))
 
     def _named(self, text: str) -> list[tuple[str, str]]:
         """(entity id, name) of the entities whose words `text` names, longest first."""
@@ -76,6 +88,8 @@ class QueryLinker:
                 for eid, name in self._named(sense):
                     if eid not in found or found[eid].score < weight:
                         found[eid] = QueryEntity(eid, name, "mentions", weight, via=word)
+        for word, eid, name in self._facet_synonyms(text):
+            found.setdefault(eid, QueryEntity(eid, name, "mentions", SYNONYM_WEIGHT, via=word, via_how="a synonym of"))
         named: dict[str, str] = {}
         for ent in extract_entities([text])[0]:
             if ids.entity_id(ent.name) not in found:
@@ -85,6 +99,19 @@ class QueryLinker:
             if eid in known:
                 found[eid] = QueryEntity(eid, name, "mentions")
         return list(found.values())
+
+    def _facet_synonyms(self, text: str) -> list[tuple[str, str, str]]:
+        """(query word, entity id, name) of the facet values that a query word names through a synonym, where it
+        names none itself, and what else that synonym names: `golden watch` finds the catalog's baseColour:Gold,
+        which no product name spells `golden` (it found silver watches). Only a synonym that is a stated facet
+        value links: a facet is what a shopper asks for, and the commonest sense is the likely reading."""
+        out = []
+        for word in dict.fromkeys(w.casefold() for w in WORD.findall(text)):
+            if _key(word) in self._facets:
+                continue
+            out += [(word, eid, name) for synonym in adjective_synonyms(word) if _key(synonym) in self._facets
+                    for eid, name in self._by_key[_key(synonym)]]
+        return out
 
     def for_vector(self, vector: np.ndarray, k: int, min_score: float) -> list[QueryEntity]:
         if len(self.entity_index) == 0:

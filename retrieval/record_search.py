@@ -43,7 +43,7 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 4
+TABLE_VERSION = 5
 """Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates)."""
 MODES = ("full", "gnn", "encoder")
 
@@ -245,7 +245,7 @@ class RecordRetriever(Retriever):
 
     def _entity_path(self, query_name: str, ent: QueryEntity, row: int, predicted: bool) -> list[Step]:
         t = self.table
-        name = ent.name + (f" (translated from {ent.via})" if ent.via else "")
+        name = ent.name + (f" ({ent.via_how} {ent.via})" if ent.via else "")
         name += " (predicted tag)" if predicted else ""
         start = Step("query", "Query", query_name, ent.how.upper(), True)
         if t.has_image[row] and (predicted or t.attribute_entity[t.entity_pos[ent.id]]):

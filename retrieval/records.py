@@ -159,7 +159,8 @@ class RecordTable:
             rec_entity=rec_entity,
             rec_tag=rec_tag,
             attribute_entity=np.array([entity_nodes[e].props.get("kind") == "attribute" for e in entity_ids], bool),
-            bm25=Bm25Index(_documents(rec_text, text_strings, attributes)),
+            bm25=Bm25Index(_documents(rec_text, text_strings, attributes),
+                            facets={a.split(":", 1)[-1] for attrs in attributes for a in attrs}),
         )
 
 

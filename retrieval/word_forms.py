@@ -1,5 +1,6 @@
 """Relational adjectives and the nouns they pertain to (WordNet's pertainyms): `femoral` - `femur`, `renal` -
-`kidney`, `hepatic` - `liver`, `osseous` - `bone`.
+`kidney`, `hepatic` - `liver`, `osseous` - `bone`; and the synonyms of an adjective's commonest sense (`golden` -
+`gold`, `crimson` - `red`), which link a query word to the facet value a catalog states (`QueryLinker`).
 
 Case notes say `femoral neck fracture` where a radiologist types `fracture of the femur`; the stemmer keeps
 the two words apart, so BM25 never matched them and the encoder's similarity ranked those cases ninth and
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 RELATED_WEIGHT = 0.5
 """What a related form counts beside the query's own word: half, as a dictionary's second sense does."""
+SYNONYM_WEIGHT = 1.0
+"""What a synonym of the commonest sense counts: WordNet lists it as the same meaning (`golden` and `gold` of a
+colour), unlike a pertainym; with half weight, `scarlet dress` ranked the catalog's one red dress below the black
+ones."""
 _DATA = "net/sf/extjwnl/data/wordnet/wn31/"
 _MARKER = re.compile(r"\([a-z]+\)$")
 """An adjective's syntactic marker (`galore(ip)`)."""
@@ -32,6 +37,35 @@ _MARKER = re.compile(r"\([a-z]+\)$")
 def related_forms(word: str) -> tuple[str, ...]:
     """The lower-case words that pertain to `word` or that it pertains to (none for an unknown word)."""
     return _pertainyms(Settings.load().wordnet.expanduser()).get(word.casefold(), ())
+
+
+def adjective_synonyms(word: str) -> tuple[str, ...]:
+    """The other one-word lower-case words of `word`'s commonest adjective sense (WordNet's first: `golden` ->
+    aureate, gilded, gilt, gold; `crimson` -> red, scarlet, ...); none for a word that is no adjective. Only
+    the first sense: later ones drift (`dark`'s fifth is `black` as in evil)."""
+    return _first_sense_synonyms(Settings.load().wordnet.expanduser()).get(word.casefold(), ())
+
+
+@functools.cache
+def _first_sense_synonyms(jar: Path) -> dict[str, tuple[str, ...]]:
+    try:
+        with zipfile.ZipFile(jar) as z:
+            index, adjectives = z.read(_DATA + "index.adj").decode("utf-8"), z.read(_DATA + "data.adj")
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("WordNet is not readable at %s (%s): query words link only to the facets they name; run "
+                    "scripts/setup.sh or set MMKG_WORDNET", jar, exc)
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for line in index.splitlines():
+        fields = line.split()
+        if line.startswith(" ") or len(fields) < 4 or not _plain(fields[0]):
+            continue
+        first = int(fields[-int(fields[2])])  # the synset offsets close the line, commonest sense first
+        words = _synset(adjectives[first : adjectives.index(b"\n", first)].decode("utf-8"))[0]
+        synonyms = tuple(dict.fromkeys(w.casefold() for w in words if _plain(w) and w.casefold() != fields[0]))
+        if synonyms:
+            out[fields[0]] = synonyms
+    return out
 
 
 @functools.cache

@@ -9,7 +9,7 @@ import numpy as np
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Label, Node
 from mmkg.index.faiss_index import FaissIndex
-from mmkg.retrieval.query_entities import QueryLinker
+from mmkg.retrieval.query_entities import QueryLinker, _key
 
 
 def linker(tmp_path: Path) -> tuple[QueryLinker, FaissIndex]:
@@ -60,3 +60,25 @@ def test_image_queries_take_the_nearest_entity_names_above_a_score(tmp_path: Pat
     query = np.array([0.0, 0.0, 1.0, 0.0], dtype=np.float32)
     tags = link.for_vector(query, k=3, min_score=0.6)  # the uniform "dog" row scores exactly 0.5
     assert [t.id for t in tags] == ["ent:gender:men"] and tags[0].how == "depicts" and tags[0].score > 0.9
+
+
+def test_plurals_fold_to_the_word_a_query_names() -> None:
+    assert _key("Watches") == _key("watch") and _key("Dresses") == _key("dress") and _key("masses") == ("mass",)
+    assert _key("ties") == ("tie",) and _key("headaches") == ("headache",) and _key("accessories") == ("accessory",)
+
+
+def test_an_adjective_links_to_the_facet_value_its_synonym_names(tmp_path: Path) -> None:
+    """`golden watch`: no facet says golden, the colour facet says Gold, which WordNet's commonest sense of golden
+    lists as a synonym: the query links to it (and to the mention `gold`) as if it said gold, and says through
+    which word. A word that is a facet value itself (`red`) keeps its own reading."""
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = [("baseColour:Gold", "attribute"), ("baseColour:Red", "attribute"), ("articleType:Watches", "attribute"),
+             ("gold", "concept"), ("golden print", "concept")]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    link = QueryLinker(store, FaissIndex(dim=4))
+    found = {e.name: e for e in link.for_text("golden watch")}
+    assert set(found) == {"articleType:Watches", "baseColour:Gold", "gold"}
+    assert (found["baseColour:Gold"].via, found["baseColour:Gold"].via_how) == ("golden", "a synonym of")
+    assert found["baseColour:Gold"].score == 1.0 and found["articleType:Watches"].via == ""
+    assert {e.name for e in link.for_text("red watch")} == {"baseColour:Red", "articleType:Watches"}
+    assert {e.name for e in link.for_text("a large watch")} == {"articleType:Watches"}  # `big`: no facet here

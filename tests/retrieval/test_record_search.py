@@ -1,12 +1,15 @@
 """Search hits over multi-text records (radiology cases): titled by what names the case, and never merged with
-another case that only shares its diagnosis."""
+another case that only shares its diagnosis; a catalog query that names a facet value through a synonym."""
 
 from __future__ import annotations
 
+import csv
+import shutil
 from pathlib import Path
 
 from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation.gallery import Gallery
+from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record, TextField
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.search import Query
@@ -44,5 +47,42 @@ def test_a_case_is_titled_by_its_diagnosis_and_cases_sharing_one_are_both_listed
         assert titles.count("Subdural hematoma") == 2  # A or A2 (they read the same), and B
         assert {"Renal stone"} <= set(titles) and len(hits) == 3
         assert logic.record_titles(gallery.store, hits) == {h.id: h.title for h in hits}
+    finally:
+        gallery.close()
+
+
+WATCHES = ["10707", "10315", "10706", "11229", "10138", "10317", "15281", "14538", "11179"]
+"""Three gold watches, four silver ones, a kurti with a golden print and a watch with a golden frame."""
+
+
+def test_golden_watch_finds_the_gold_watches_and_says_through_which_word(
+        tmp_path: Path, trained_home: Path, shared_data: Path) -> None:
+    """No product of the fashion catalog is named golden and five state the colour Gold; `golden watch` listed
+    silver watches first. The query reads golden as WordNet's synonym gold, the facet value the catalog states,
+    and the explanation says so."""
+    folder = tmp_path / "watches"
+    (folder / "images").mkdir(parents=True)
+    with open(shared_data / "fashion" / "products.csv", newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = [row for row in reader if row["id"] in WATCHES]
+        fields = reader.fieldnames or []
+    with open(folder / "products.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            shutil.copy(shared_data / "fashion" / row["image"], folder / row["image"])
+            writer.writerow(row)
+    settings = Settings.load(home=trained_home)
+    encoder = create_encoder(settings)
+    source = CatalogSource.open(folder)
+    gallery = Gallery.ingest([r for r in source.records() if isinstance(r, Record)], source.name, settings, encoder,
+                             tmp_path / "ws")
+    try:
+        retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
+        hits = retriever.search(Query(text="golden watch"), k=3)
+        assert all("baseColour:Gold" in h.attributes for h in hits), [h.title for h in hits]
+        assert "golden (gold)" in hits[0].explanation.matched_words
+        steps = [step.name for path in hits[0].explanation.paths for step in path]
+        assert "baseColour:gold (a synonym of golden)" in steps, steps
     finally:
         gallery.close()

@@ -1,15 +1,17 @@
-"""A query word also meets the related forms a collection states: WordNet's pertainyms (retrieval/word_forms.py)."""
+"""A query word also meets the related forms a collection states: WordNet's pertainyms, and the facet values among
+the synonyms of its commonest adjective sense (retrieval/word_forms.py)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmkg.retrieval import word_forms
 from mmkg.retrieval.lexical import Bm25Index
-from mmkg.retrieval.word_forms import related_forms
+from mmkg.retrieval.word_forms import adjective_synonyms, related_forms
 
 CASES = [
     "Non-displaced transverse fracture of right femoral neck.",
@@ -51,3 +53,23 @@ def test_without_the_data_search_keeps_the_words_own_forms(monkeypatch: pytest.M
         assert related_forms("femur") == ()
     assert "WordNet is not readable" in caplog.text
     assert Bm25Index(CASES).scores("fracture of the femur")[0] == Bm25Index(CASES).scores("fracture")[0]
+
+
+def test_an_adjective_reads_as_the_synonyms_of_its_commonest_sense_only() -> None:
+    assert "gold" in adjective_synonyms("golden") and "red" in adjective_synonyms("Crimson")
+    assert adjective_synonyms("dark") == ()  # `black` is in a later sense (evil), which is not read
+    assert adjective_synonyms("watch") == () and adjective_synonyms("qwertyuiop") == ()
+
+
+def test_a_word_that_is_no_facet_meets_the_facet_value_its_synonym_names() -> None:
+    """`golden watch` in a catalog whose colour facet says Gold and whose names never say golden: the gold watch
+    first, counted as if the query said gold; a kurti whose name says golden still matches its own word."""
+    docs = ["Esprit Women Gold Watch Gold", "Esprit Women Silver Watch Silver", "Vishudh Golden Print Kurti"]
+    index = Bm25Index(docs, facets=["Gold", "Silver", "Watches"])
+    scores = index.scores("golden watch")
+    assert scores.argmax() == 0 and scores[0] > scores[1] > 0
+    assert index.related("golden watch") == {"golden": ["gold"]}
+    assert index.matched_terms("golden watch", docs[0]) == ["watch", "golden (gold)"]
+    np.testing.assert_allclose(scores, Bm25Index(docs).scores("gold golden watch"), rtol=1e-5)
+    assert Bm25Index(docs).related("golden watch") == {}  # without facets, no synonyms
+    assert Bm25Index(["red top", "crimson top"], facets=["Red", "Crimson"]).related("crimson top") == {}
