@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mmkg.evaluation.metrics import first_relevant_rank, ranking_figures
-from mmkg.evaluation.systems import NON_GRAPH, Tuner, baseline_scores, tune_without_graph
+from mmkg.evaluation.systems import NON_GRAPH, Tuner, baseline_scores, tune_gnn, tune_without_graph
 from mmkg.retrieval.ranker import QuerySet, RankingConfig, RankWeights, RecordRanker
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,11 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
             weights, dev_score = tuner.tune(untuned)
             result.tuned[d.name] = {"weights": weights.__dict__, "dev_mAP": round(dev_score, 2),
                                     "dev_queries": len(dev)}
-        systems["gnn"] = ranker.score(d.queries.take(test), replace(weights, gnn=1.0).only("gnn")).fused[:, columns]
+        refined = replace(weights, gnn=1.0).only("gnn")
+        if d.weights is None:
+            refined = tune_gnn(tuner, weights)
+            result.tuned[d.name]["gnn_propagation"] = {"gnn_alpha": refined.gnn_alpha, "gnn_hops": refined.gnn_hops}
+        systems["gnn"] = ranker.score(d.queries.take(test), refined).fused[:, columns]
         systems["full_untuned"] = ranker.score(d.queries.take(test), untuned).fused[:, columns]
         systems["full"] = ranker.score(d.queries.take(test), weights).fused[:, columns]
         plain = d.weights_without_graph

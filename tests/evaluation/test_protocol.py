@@ -3,9 +3,11 @@ every system in one run, per-query output, the table and the plot."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,13 @@ import pytest
 from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation import report
 from mmkg.evaluation.flickr import PairGalleries, read_pairs, split_pairs
+from mmkg.evaluation.gallery import Gallery, image_queries
 from mmkg.evaluation.protocol import evaluate
+from mmkg.evaluation.systems import GRID, Tuner, tune_gnn
 from mmkg.graph.schema import Label, Rel
+from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record, TextField
+from mmkg.retrieval.ranker import RankWeights
 from mmkg.settings import Settings
 
 DATA = Path(os.environ.get("MMKG_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -109,10 +115,37 @@ def test_a_catalog_gets_every_baseline_and_both_levels(trained_home: Path, fashi
     meta = result["meta"]
     assert "articleType" in meta["relevance"]["main"] and "gender" in meta["relevance"]["strict"]
     assert set(result["tuned"]) == {"text->image", "image->image"}
+    assert set(result["tuned"]["image->image"]["gnn_propagation"]) == {"gnn_alpha", "gnn_hops"}
     text = report.table(result)
     assert "bm25" in text and "text->image" in text
     report.plot(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 5000
+
+
+def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(trained_home: Path, fashion_subset,
+                                                                        tmp_path: Path) -> None:
+    """`gnn` alone is measured at its own best dev settings, not at whatever `full` chose for its fusion."""
+    folder = fashion_subset(tmp_path / "fashion", 60)
+    settings = Settings.load(home=trained_home)
+    encoder = create_encoder(settings)
+    source = CatalogSource.open(folder)
+    records = [r for r in source.records() if isinstance(r, Record)]
+    gallery = Gallery.ingest(records[:45], source.name, settings, encoder, tmp_path / "ws")
+    try:
+        kinds = [dict(r.attributes)["articleType"] for r in records]
+        asked = [q for q in range(45, 60) if kinds[q] in kinds[:45]]
+        queries = image_queries(gallery, encoder, [records[q].images[0] for q in asked], settings)
+        columns = gallery.columns(source.name, [r.id for r in records[:45]])
+        relevant = np.array([[kinds[q] == kinds[g] for g in range(45)] for q in asked])
+        tuner = Tuner(gallery.ranker, queries, columns, relevant)
+        start = RankWeights(gnn=0.25, gnn_alpha=0.8, gnn_hops=3)
+        chosen = tune_gnn(tuner, start)
+        assert chosen == replace(chosen, gnn=1.0).only("gnn")
+        best = tuner.score(chosen)
+        for alpha, hops in itertools.product(GRID["gnn_alpha"], GRID["gnn_hops"]):
+            assert tuner.score(replace(chosen, gnn_alpha=alpha, gnn_hops=hops)) <= best + 1e-6
+    finally:
+        gallery.close()
 
 
 def test_medpix_benchmark_splits_by_case(trained_home: Path, tmp_path: Path) -> None:
