@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
 TABLE_VERSION = 5
-"""Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates)."""
+"""Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates; 5: BM25 knows the facet
+values, which a query adjective reaches through a synonym)."""
 MODES = ("full", "gnn", "encoder")
 
 

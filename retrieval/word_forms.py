@@ -42,7 +42,7 @@ def related_forms(word: str) -> tuple[str, ...]:
 def adjective_synonyms(word: str) -> tuple[str, ...]:
     """The other one-word lower-case words of `word`'s commonest adjective sense (WordNet's first: `golden` ->
     aureate, gilded, gilt, gold; `crimson` -> red, scarlet, ...); none for a word that is no adjective. Only
-    the first sense: later ones drift (`dark`'s fifth is `black` as in evil)."""
+    the first sense: later ones drift (`dark`'s fourth is `black` as in evil, its ninth `blue` as in gloomy)."""
     return _first_sense_synonyms(Settings.load().wordnet.expanduser()).get(word.casefold(), ())
 
 
