@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,6 +126,27 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) ->
     return home
 
 
+@pytest.fixture(scope="session")
+def catalog_gallery(trained_home: Path):  # type: ignore[no-untyped-def]
+    """A factory: `catalog_gallery(folder, home, gallery_size=None)` ingests a catalog folder's first
+    `gallery_size` records (all by default) into `home` as a benchmark gallery with the trained smoke model, and
+    returns (gallery, encoder, settings, every record of the folder)."""
+    from mmkg.encoders.factory import create_encoder
+    from mmkg.evaluation.gallery import Gallery
+    from mmkg.ingest.catalog import CatalogSource
+    from mmkg.ingest.records import Record
+
+    def make(folder: Path, home: Path, gallery_size: int | None = None) -> tuple[Any, Any, Settings, list[Any]]:
+        settings = Settings.load(home=trained_home)
+        encoder = create_encoder(settings)
+        source = CatalogSource.open(folder)
+        records = [r for r in source.records() if isinstance(r, Record)]
+        size = len(records) if gallery_size is None else gallery_size
+        return Gallery.ingest(records[:size], source.name, settings, encoder, home), encoder, settings, records
+
+    return make
+
+
 @pytest.fixture
 def home(tmp_path: Path, trained_home: Path) -> Path:
     """A fresh workspace holding only the trained heads (and the feature cache, to stay fast)."""
@@ -135,21 +157,23 @@ def home(tmp_path: Path, trained_home: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fashion_subset(shared_data: Path):  # type: ignore[no-untyped-def]
-    """A factory: `fashion_subset(dest, n)` copies the first n products into a catalog folder of its own."""
+    """A factory: `fashion_subset(dest, n)` copies the first n products (of those whose id is in `ids`, when
+    given) into a catalog folder of its own."""
 
-    def make(dest: Path, n: int) -> Path:
-        return _fashion_subset(shared_data, dest, n)
+    def make(dest: Path, n: int, ids: Collection[str] | None = None) -> Path:
+        return _fashion_subset(shared_data, dest, n, ids)
 
     return make
 
 
-def _fashion_subset(shared_data: Path, dest: Path, n: int) -> Path:
-    """The first n fashion products with their images, as a catalog folder of its own."""
+def _fashion_subset(shared_data: Path, dest: Path, n: int, ids: Collection[str] | None = None) -> Path:
+    """The first n fashion products (among `ids`) with their images, as a catalog folder of its own."""
     src = shared_data / "fashion"
     (dest / "images").mkdir(parents=True)
     with open(src / "products.csv", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        rows = [row for _, row in zip(range(n), reader, strict=False)]
+        chosen = (row for row in reader if ids is None or row["id"] in ids)
+        rows = [row for _, row in zip(range(n), chosen, strict=False)]
         fields = reader.fieldnames or []
     with open(dest / "products.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)

@@ -16,7 +16,7 @@ import pytest
 from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation import report
 from mmkg.evaluation.flickr import PairGalleries, read_pairs, split_pairs
-from mmkg.evaluation.gallery import Gallery, image_queries
+from mmkg.evaluation.gallery import image_queries
 from mmkg.evaluation.protocol import evaluate
 from mmkg.evaluation.systems import GRID, Tuner, tune_gnn
 from mmkg.graph.schema import Label, Rel
@@ -122,20 +122,16 @@ def test_a_catalog_gets_every_baseline_and_both_levels(trained_home: Path, fashi
     assert (tmp_path / "plot.png").stat().st_size > 5000
 
 
-def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(trained_home: Path, fashion_subset,
+def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(fashion_subset, catalog_gallery,
                                                                         tmp_path: Path) -> None:
     """`gnn` alone is measured at its own best dev settings, not at whatever `full` chose for its fusion."""
     folder = fashion_subset(tmp_path / "fashion", 60)
-    settings = Settings.load(home=trained_home)
-    encoder = create_encoder(settings)
-    source = CatalogSource.open(folder)
-    records = [r for r in source.records() if isinstance(r, Record)]
-    gallery = Gallery.ingest(records[:45], source.name, settings, encoder, tmp_path / "ws")
+    gallery, encoder, settings, records = catalog_gallery(folder, tmp_path / "ws", 45)
     try:
         kinds = [dict(r.attributes)["articleType"] for r in records]
         asked = [q for q in range(45, 60) if kinds[q] in kinds[:45]]
         queries = image_queries(gallery, encoder, [records[q].images[0] for q in asked], settings)
-        columns = gallery.columns(source.name, [r.id for r in records[:45]])
+        columns = gallery.columns(CatalogSource.open(folder).name, [r.id for r in records[:45]])
         relevant = np.array([[kinds[q] == kinds[g] for g in range(45)] for q in asked])
         tuner = Tuner(gallery.ranker, queries, columns, relevant)
         start = RankWeights(gnn=0.25, gnn_alpha=0.8, gnn_hops=3)

@@ -7,17 +7,13 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
 from mmkg.evaluation.systems import baseline_scores
-from mmkg.ingest.catalog import CatalogSource
-from mmkg.ingest.records import Record
 from mmkg.retrieval.lexical import Bm25Index, tokenize
 from mmkg.retrieval.ranker import (
     DEFAULT_TEXT,
@@ -31,21 +27,15 @@ from mmkg.retrieval.ranker import (
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.records import RecordTable
 from mmkg.retrieval.search import Query
-from mmkg.settings import Settings
 
 TEXTS = ["Nike Men White Sports Shoes", "Puma women black running shoes", "Levis men blue jeans",
          "white cotton tshirt for men", "black leather belt"]
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory, trained_home: Path, fashion_subset) -> Iterator[tuple]:
+def catalog(tmp_path_factory: pytest.TempPathFactory, fashion_subset, catalog_gallery) -> Iterator[tuple]:
     root = tmp_path_factory.mktemp("ranker")
-    folder = fashion_subset(root / "fashion", 60)
-    settings = Settings.load(home=trained_home)
-    encoder = create_encoder(settings)
-    source = CatalogSource.open(folder)
-    records = [r for r in source.records() if isinstance(r, Record)]
-    gallery = Gallery.ingest(records[:50], source.name, settings, encoder, root / "ws")
+    gallery, encoder, settings, records = catalog_gallery(fashion_subset(root / "fashion", 60), root / "ws", 50)
     try:
         yield gallery, encoder, settings, records[50:]
     finally:

@@ -3,13 +3,10 @@ another case that only shares its diagnosis; a catalog query that names a facet 
 
 from __future__ import annotations
 
-import csv
-import shutil
 from pathlib import Path
 
 from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation.gallery import Gallery
-from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record, TextField
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.search import Query
@@ -56,27 +53,12 @@ WATCHES = ["10707", "10315", "10706", "11229", "10138", "10317", "15281", "14538
 
 
 def test_golden_watch_finds_the_gold_watches_and_says_through_which_word(
-        tmp_path: Path, trained_home: Path, shared_data: Path) -> None:
+        tmp_path: Path, fashion_subset, catalog_gallery) -> None:
     """No product of the fashion catalog is named golden and five state the colour Gold; `golden watch` listed
     silver watches first. The query reads golden as WordNet's synonym gold, the facet value the catalog states,
     and the explanation says so."""
-    folder = tmp_path / "watches"
-    (folder / "images").mkdir(parents=True)
-    with open(shared_data / "fashion" / "products.csv", newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        rows = [row for row in reader if row["id"] in WATCHES]
-        fields = reader.fieldnames or []
-    with open(folder / "products.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            shutil.copy(shared_data / "fashion" / row["image"], folder / row["image"])
-            writer.writerow(row)
-    settings = Settings.load(home=trained_home)
-    encoder = create_encoder(settings)
-    source = CatalogSource.open(folder)
-    gallery = Gallery.ingest([r for r in source.records() if isinstance(r, Record)], source.name, settings, encoder,
-                             tmp_path / "ws")
+    folder = fashion_subset(tmp_path / "watches", len(WATCHES), WATCHES)
+    gallery, encoder, _, _ = catalog_gallery(folder, tmp_path / "ws")
     try:
         retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
         hits = retriever.search(Query(text="golden watch"), k=3)
