@@ -54,7 +54,7 @@ WATCHES = ["10707", "10315", "10706", "11229", "10138", "10317", "15281", "14538
 
 def test_golden_watch_finds_the_gold_watches_and_says_through_which_word(
         tmp_path: Path, fashion_subset, catalog_gallery) -> None:
-    """No product of the fashion catalog is named golden and five state the colour Gold; `golden watch` listed
+    """No gold watch of the fashion catalog is named golden (five state the colour Gold); `golden watch` listed
     silver watches first. The query reads golden as WordNet's synonym gold, the facet value the catalog states,
     and the explanation says so."""
     folder = fashion_subset(tmp_path / "watches", len(WATCHES), WATCHES)
