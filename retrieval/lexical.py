@@ -19,7 +19,7 @@ import Stemmer
 
 from mmkg.ingest.entities import HAN
 from mmkg.retrieval.translate import WORD, han_words, segment_han, translations
-from mmkg.retrieval.word_forms import RELATED_WEIGHT, SYNONYM_WEIGHT, adjective_synonyms, related_forms
+from mmkg.retrieval.word_forms import RELATED_WEIGHT, SYNONYM_WEIGHT, facet_synonyms, related_forms
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -100,9 +100,8 @@ class Bm25Index:
         own = set(tokenize(query))
         out: dict[str, dict[str, float]] = {}
         for word in dict.fromkeys(w for w in WORD.findall(query) if not HAN.search(w)):
-            facet = word.casefold() in self.facets
-            synonyms = [] if facet else [s for s in adjective_synonyms(word) if s in self.facets]
             forms: dict[str, float] = {}
+            synonyms = facet_synonyms(word, lambda w: w.casefold() in self.facets)
             for form, weight in [*((f, RELATED_WEIGHT) for f in related_forms(word)),
                                  *((f, SYNONYM_WEIGHT) for f in synonyms)]:
                 if (t := tokenize(form)) and t[0] in vocab and t[0] not in own:

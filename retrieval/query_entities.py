@@ -13,7 +13,7 @@ from mmkg.graph.store import GraphStore
 from mmkg.index.base import VectorIndex
 from mmkg.ingest.entities import extract_entities
 from mmkg.retrieval.translate import WORD, translations
-from mmkg.retrieval.word_forms import SYNONYM_WEIGHT, adjective_synonyms
+from mmkg.retrieval.word_forms import SYNONYM_WEIGHT, facet_synonyms
 
 MAX_NGRAM = 4
 
@@ -105,13 +105,9 @@ class QueryLinker:
         names none itself, and what else that synonym names: `golden watch` finds the catalog's baseColour:Gold,
         which no product name spells `golden` (it found silver watches). Only a synonym that is a stated facet
         value links: a facet is what a shopper asks for, and the commonest sense is the likely reading."""
-        out = []
-        for word in dict.fromkeys(w.casefold() for w in WORD.findall(text)):
-            if _key(word) in self._facets:
-                continue
-            out += [(word, eid, name) for synonym in adjective_synonyms(word) if _key(synonym) in self._facets
-                    for eid, name in self._by_key[_key(synonym)]]
-        return out
+        is_facet = lambda w: _key(w) in self._facets  # noqa: E731
+        return [(word, eid, name) for word in dict.fromkeys(w.casefold() for w in WORD.findall(text))
+                for synonym in facet_synonyms(word, is_facet) for eid, name in self._by_key[_key(synonym)]]
 
     def for_vector(self, vector: np.ndarray, k: int, min_score: float) -> list[QueryEntity]:
         if len(self.entity_index) == 0:

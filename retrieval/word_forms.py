@@ -17,6 +17,7 @@ import logging
 import re
 import zipfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from mmkg.settings import Settings
@@ -36,27 +37,39 @@ _MARKER = re.compile(r"\([a-z]+\)$")
 
 def related_forms(word: str) -> tuple[str, ...]:
     """The lower-case words that pertain to `word` or that it pertains to (none for an unknown word)."""
-    return _pertainyms(Settings.load().wordnet.expanduser()).get(word.casefold(), ())
+    return _tables(Settings.load().wordnet.expanduser())[0].get(word.casefold(), ())
 
 
 def adjective_synonyms(word: str) -> tuple[str, ...]:
     """The other one-word lower-case words of `word`'s commonest adjective sense (WordNet's first: `golden` ->
     aureate, gilded, gilt, gold; `crimson` -> red, scarlet, ...); none for a word that is no adjective. Only
     the first sense: later ones drift (`dark`'s fourth is `black` as in evil, its ninth `blue` as in gloomy)."""
-    return _first_sense_synonyms(Settings.load().wordnet.expanduser()).get(word.casefold(), ())
+    return _tables(Settings.load().wordnet.expanduser())[1].get(word.casefold(), ())
+
+
+def facet_synonyms(word: str, is_facet: Callable[[str], bool]) -> list[str]:
+    """The synonyms of `word` (`adjective_synonyms`) that are facet values, for a word that is none itself: how
+    `golden` reaches a catalog's colour Gold while `red` keeps its own reading."""
+    return [] if is_facet(word) else [s for s in adjective_synonyms(word) if is_facet(s)]
 
 
 @functools.cache
-def _first_sense_synonyms(jar: Path) -> dict[str, tuple[str, ...]]:
+def _tables(jar: Path) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(pertainyms, first-sense adjective synonyms), from one read of the data; empty (with a warning) without it."""
     try:
         with zipfile.ZipFile(jar) as z:
-            index, adjectives = z.read(_DATA + "index.adj").decode("utf-8"), z.read(_DATA + "data.adj")
+            files = {name: z.read(_DATA + name) for name in ("index.adj", "data.adj", "data.noun")}
     except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        log.warning("WordNet is not readable at %s (%s): query words link only to the facets they name; run "
+        log.warning("WordNet is not readable at %s (%s): query words meet only their own forms; run "
                     "scripts/setup.sh or set MMKG_WORDNET", jar, exc)
-        return {}
+        return {}, {}
+    adjectives = files["data.adj"]
+    return _pertainyms(adjectives, files["data.noun"]), _first_sense_synonyms(files["index.adj"], adjectives)
+
+
+def _first_sense_synonyms(index: bytes, adjectives: bytes) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
-    for line in index.splitlines():
+    for line in index.decode("utf-8").splitlines():
         fields = line.split()
         if line.startswith(" ") or len(fields) < 4 or not _plain(fields[0]):
             continue
@@ -68,16 +81,8 @@ def _first_sense_synonyms(jar: Path) -> dict[str, tuple[str, ...]]:
     return out
 
 
-@functools.cache
-def _pertainyms(jar: Path) -> dict[str, tuple[str, ...]]:
-    """Both directions of every one-word adjective -> noun pertainym; empty (with a warning) without the data."""
-    try:
-        with zipfile.ZipFile(jar) as z:
-            nouns, adjectives = z.read(_DATA + "data.noun"), z.read(_DATA + "data.adj")
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        log.warning("WordNet is not readable at %s (%s): query words meet only their own forms; run "
-                    "scripts/setup.sh or set MMKG_WORDNET", jar, exc)
-        return {}
+def _pertainyms(adjectives: bytes, nouns: bytes) -> dict[str, tuple[str, ...]]:
+    """Both directions of every one-word adjective -> noun pertainym."""
     related: dict[str, set[str]] = defaultdict(set)
     for line in adjectives.decode("utf-8").splitlines():
         if line.startswith(" "):  # the licence header
