@@ -15,10 +15,11 @@ from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
 from mmkg.ingest.images import load_image
-from mmkg.ingest.pipeline import Ingestor, tag_threshold
+from mmkg.ingest.pipeline import Ingestor
 from mmkg.ingest.records import Record
 from mmkg.retrieval.query_entities import QueryLinker
 from mmkg.retrieval.ranker import QuerySet, RankingConfig, RecordRanker
+from mmkg.retrieval.record_search import image_query_entities
 from mmkg.retrieval.records import RecordTable
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
@@ -74,11 +75,10 @@ def text_queries(gallery: Gallery, encoder: Encoder, texts: Sequence[str]) -> Qu
 
 
 def image_queries(gallery: Gallery, encoder: Encoder, paths: Sequence[Path], settings: Settings) -> QuerySet:
-    """Image queries as `mmkg search --image` prepares them: encoded, linked to their zero-shot tags."""
+    """Image queries as `mmkg search --image` prepares them: encoded, linked to the attribute values predicted for
+    them and their trusted zero-shot tags."""
     images = [load_image(p, settings.max_image_bytes, settings.max_image_pixels)[0] for p in paths]
     vecs = encoder.encode_images(images) if images else np.zeros((0, encoder.dim), np.float32)
-    threshold = tag_threshold(gallery.settings)  # as search does: no query tags where the collection's are untrusted
-    ents = [[] if threshold is None else [(e.id, e.score) for e in gallery.linker.for_vector(v, settings.tag_top_k,
-                                                                                           threshold)]
-            for v in vecs]
+    ents = [[(e.id, e.score) for e in found]
+            for found in image_query_entities(gallery.table, gallery.linker, vecs, gallery.settings)]
     return QuerySet("image", vecs, None, ents)

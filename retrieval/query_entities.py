@@ -23,7 +23,8 @@ class QueryEntity:
     id: str
     name: str
     how: str
-    """`mentions` (text query) or `depicts` (image query)."""
+    """`mentions` (text query), `depicts` (an image query's zero-shot tag) or `predicts` (an attribute value the
+    collection's probe predicts for a query photo: retrieval/attribute_probe.py)."""
     score: float = 1.0
     via: str = ""
     """The query's own word this entity stands for, when it was linked through it: a Chinese word it translates

@@ -116,7 +116,10 @@ evidence on its own. The refined vectors (`gnn`) help here on every dev split (s
 image->image 26.3 -> 25.7, MedPix 15.2 -> 15.1, flickr8k image->text 34.5 -> 32.3); the seeds' mean look
 (`graph_image`) restates the image signal (switched off: 26.6, 15.4, 34.5). `hub` at 0.75 (k 64): dev mAP
 25.3 / 18.0 / 40.8 against 25.0 / 16.9 / 37.7 without it, the best of nine hub candidates by the product of the
-ratios (1.0 at k 256: 25.1 / 18.4 / 39.8)."""
+ratios (1.0 at k 256: 25.1 / 18.4 / 39.8). `attribute` reads the values the collection's attribute probe predicts
+for the photo (retrieval/attribute_probe.py); at 0.25 it took dev mAP from 28.0 / 18.3 (off) to 33.1 / 21.3 (fashion,
+MedPix; flickr8k states no attributes), R@10 57.4 -> 61.2 / 62.9 -> 60.7. A higher weight buys mAP with the first
+page (at 1.0: 37.3 / 23.8, R@10 58.7 / 56.2), which a collection's own `mmkg tune` may choose."""
 
 CONFIG_VERSION = 2
 """2: `hub` counts in units of the query's spread of similarities (NNN's alpha). A config saved before keeps its

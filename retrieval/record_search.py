@@ -43,10 +43,25 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 5
+TABLE_VERSION = 6
 """Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates; 5: BM25 knows the facet
-values, which a query adjective reaches through a synonym)."""
+values, which a query adjective reaches through a synonym; 6: the attribute probe)."""
 MODES = ("full", "gnn", "encoder")
+
+
+def image_query_entities(table: RecordTable, linker: QueryLinker, vectors: np.ndarray, settings: Settings
+                         ) -> list[list[QueryEntity]]:
+    """Per query photo, the attribute values the collection's probe predicts for it (retrieval/attribute_probe.py),
+    and its zero-shot tags where the collection's own tags are trusted (`tag_threshold`); a value both name keeps
+    its predicted probability."""
+    threshold = tag_threshold(settings)  # an image query's tags are trusted no more than the collection's
+    out = []
+    for vec, predicted in zip(vectors, table.predicted_attributes(vectors), strict=True):
+        predicted.sort(key=lambda e: -e[2] * float(table.idf[table.entity_pos[e[0]]]))  # the most telling first
+        found = {eid: QueryEntity(eid, name, "predicts", p) for eid, name, p in predicted}
+        tags = [] if threshold is None else linker.for_vector(vec, settings.tag_top_k, threshold)
+        out.append(list(found.values()) + [e for e in tags if e.id not in found])
+    return out
 
 
 def ranking_path(settings: Settings) -> Path:
@@ -73,6 +88,7 @@ def open_table(settings: Settings, store: GraphStore, vectors: Vectors, encoder:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
             log.warning("rebuilding the record table (%s)", exc)
     table = RecordTable.build(store, vectors)
+    table.attribute_probe()  # trained now, so that the cache holds it
     if cache:
         try:
             atomic_write_bytes(path, pickle.dumps((key, table), protocol=pickle.HIGHEST_PROTOCOL))
@@ -154,8 +170,7 @@ class RecordRetriever(Retriever):
             return QuerySet("text", vec, [query.text], [[(e.id, e.score) for e in entities]]), entities
         assert query.image is not None
         vec = self.encoder.encode_images([query.image])
-        threshold = tag_threshold(self.settings)  # an image query's tags are trusted no more than the collection's
-        entities = [] if threshold is None else self.linker.for_vector(vec[0], self.settings.tag_top_k, threshold)
+        entities = image_query_entities(self.table, self.linker, vec, self.settings)[0]
         return QuerySet("image", vec, None, [[(e.id, e.score) for e in entities]]), entities
 
     def weights(self, kind: str, target: str) -> RankWeights:
@@ -220,20 +235,22 @@ class RecordRetriever(Retriever):
         t = self.table
         contributions = {s: round(float(getattr(weights, s) * scored.signals[s][0][row]), 4)
                          for s in SIGNALS if getattr(weights, s) and s in scored.signals}
-        paths: list[list[Step]] = []
+        groups: list[tuple[float, list[list[Step]]]] = []  # (what the signal lent, its paths): the most first
         shared: list[str] = []
         query_name = "query " + (repr(qs.texts[0]) if qs.texts else "image")
         if contributions.get("attribute", 0.0) > 0:
             stated = set(t.rec_entity[row].indices)
             tagged = set(t.rec_tag[row].indices)
-            for ent in entities:
-                col = t.entity_pos.get(ent.id)
-                if col is None or (col not in stated and col not in tagged):
-                    continue
-                shared.append(ent.name)
-                paths.append(self._entity_path(query_name, ent, row, predicted=col not in stated))
-        if any(contributions.get(s, 0.0) > 0 for s in GRAPH_SIGNALS) and scored.seeds.shape[1]:
-            paths += self._seed_paths(query_name, row, scored, contributions)
+            found = [(ent, t.entity_pos[ent.id]) for ent in entities if ent.id in t.entity_pos]
+            found = [(ent, col) for ent, col in found if col in stated or col in tagged]
+            found.sort(key=lambda ec: -ec[0].score * float(t.idf[ec[1]]))  # as `entity_share` weighs them
+            shared = [ent.name for ent, _ in found]
+            groups.append((contributions["attribute"], [self._entity_path(query_name, ent, row, col not in stated)
+                                                        for ent, col in found]))
+        graph = sum(max(contributions.get(s, 0.0), 0.0) for s in GRAPH_SIGNALS)
+        if graph > 0 and scored.seeds.shape[1]:
+            groups.append((graph, self._seed_paths(query_name, row, scored, contributions)))
+        paths = [p for _, group in sorted(groups, key=lambda g: -g[0]) for p in group]
         lexical = []
         if contributions.get("lexical", 0.0) > 0 and qs.texts:
             lexical = t.bm25.matched_terms(qs.texts[0], record_words([t.text_strings[j] for j in t.texts_of(row)],
@@ -247,6 +264,7 @@ class RecordRetriever(Retriever):
     def _entity_path(self, query_name: str, ent: QueryEntity, row: int, predicted: bool) -> list[Step]:
         t = self.table
         name = ent.name + (f" ({ent.via_how} {ent.via})" if ent.via else "")
+        name += f" (predicted from the photo, {ent.score:.0%})" if ent.how == "predicts" else ""
         name += " (predicted tag)" if predicted else ""
         start = Step("query", "Query", query_name, ent.how.upper(), True)
         if t.has_image[row] and (predicted or t.attribute_entity[t.entity_pos[ent.id]]):

@@ -21,6 +21,7 @@ from mmkg.graph.schema import Label, Node, Rel, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
 from mmkg.ingest.negation import affirmed
+from mmkg.retrieval.attribute_probe import AttributeProbe
 from mmkg.retrieval.lexical import Bm25Index
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class RecordTable:
     """(entities,) True for attribute entities (`colour:white`)."""
     bm25: Bm25Index = field(repr=False)
     pos: dict[str, int] = field(default_factory=dict)
+    _probe: AttributeProbe | None = field(default=None, repr=False)
+    _probe_fitted: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pos = {rid: i for i, rid in enumerate(self.ids)}
@@ -66,6 +69,22 @@ class RecordTable:
         self.record_text_vecs = _mean_rows(self.rec_text, self.text_vecs)
         self.has_image = np.diff(self.rec_image.indptr) > 0
         self.has_text = np.diff(self.rec_text.indptr) > 0
+
+    def attribute_probe(self) -> AttributeProbe | None:
+        """The probe of the records' stated attributes over their images (retrieval/attribute_probe.py), trained
+        on first use and kept with the table (and so in its cache on disk)."""
+        if not self._probe_fitted:
+            self._probe = AttributeProbe.fit(self.image_vecs, self.rec_image, self.rec_entity, self.entity_names,
+                                             self.attribute_entity)
+            self._probe_fitted = True
+        return self._probe
+
+    def predicted_attributes(self, vectors: np.ndarray) -> list[list[tuple[str, str, float]]]:
+        """Per image vector, (entity id, name, probability) of the attribute values the probe predicts for it."""
+        probe = self.attribute_probe()
+        if probe is None:
+            return [[] for _ in range(len(vectors))]
+        return [[(self.entity_ids[c], self.entity_names[c], p) for c, p in row] for row in probe.predict(vectors)]
 
     def record_vecs(self) -> np.ndarray:
         """One vector per record: its mean image vector, or its mean text vector when it has no image."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation.gallery import Gallery
+from mmkg.ingest.images import load_image
 from mmkg.ingest.records import Record, TextField
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.search import Query
@@ -66,5 +67,30 @@ def test_golden_watch_finds_the_gold_watches_and_says_through_which_word(
         assert "golden (gold)" in hits[0].explanation.matched_words
         steps = [step.name for path in hits[0].explanation.paths for step in path]
         assert "baseColour:gold (a synonym of golden)" in steps, steps
+    finally:
+        gallery.close()
+
+
+def test_a_photo_query_links_the_attribute_values_predicted_for_it_and_says_so(
+        tmp_path: Path, fashion_subset, catalog_gallery) -> None:
+    """A photo states nothing, so image search read no attribute and took every hit's type and colour from the
+    few products the photo resembles most. The collection's probe predicts the photo's values; the query links to
+    them, marked predicted with their probability, and a hit that states one says so in its paths."""
+    folder = fashion_subset(tmp_path / "catalog", 80)
+    gallery, encoder, settings, records = catalog_gallery(folder, tmp_path / "ws", gallery_size=70)
+    try:
+        retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
+        held_out = records[75]  # not in the gallery: the probe never saw it
+        image = load_image(held_out.images[0], settings.max_image_bytes, settings.max_image_pixels)[0]
+        qs, entities = retriever.prepare(Query(image=image))
+        predicted = {e.name: e.score for e in entities if e.how == "predicts"}
+        assert predicted and all(0.0 < p <= 1.0 for p in predicted.values())
+        assert qs.entities[0] == [(e.id, e.score) for e in entities]
+        category = {k: v for k, v in held_out.attributes}["masterCategory"]
+        best = max((n for n in predicted if n.startswith("masterCategory:")), key=predicted.__getitem__)
+        assert best.casefold() == f"masterCategory:{category}".casefold()
+        hit = retriever.search(Query(image=image), k=1)[0]
+        steps = [step.name for path in hit.explanation.paths for step in path]
+        assert any("(predicted from the photo, " in s for s in steps), steps
     finally:
         gallery.close()
