@@ -82,12 +82,11 @@ class AttributeProbe:
         stated = (rec_entity[owner[rows]][:, cols] > 0).toarray()  # images x values
         x = image_vecs[rows].astype(np.float32)
         mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-        labels = np.full((len(rows), len(heads)), -1, np.int64)
-        for h, (_, lo, hi) in enumerate(heads):
+        targets = np.zeros(stated.shape, np.float32)
+        for _, lo, hi in heads:  # a record stating two values of a key (a photo of a dog and a cat) teaches each half
             block = stated[:, lo:hi]
-            one = block.sum(axis=1) == 1  # a record stating two values of one key teaches neither
-            labels[one, h] = block[one].argmax(axis=1)
-        xs, ys = torch.from_numpy((x - mean) / scale), torch.from_numpy(labels)
+            targets[:, lo:hi] = block / np.maximum(block.sum(axis=1, keepdims=True), 1)
+        xs, ys = torch.from_numpy((x - mean) / scale), torch.from_numpy(targets)
         temperature = _calibrate(xs, ys, heads, seed)
         weight, bias = _train(xs, ys, heads, seed)
         for (_, lo, hi), t in zip(heads, temperature, strict=True):
@@ -108,36 +107,35 @@ class AttributeProbe:
         return out
 
 
-def _calibrate(x: torch.Tensor, labels: torch.Tensor, heads: list[tuple[str, int, int]], seed: int) -> list[float]:
+def _calibrate(x: torch.Tensor, targets: torch.Tensor, heads: list[tuple[str, int, int]], seed: int) -> list[float]:
     """Per head, the temperature that makes its probabilities honest (Guo et al. 2017): trained on a seeded
-    `1 - CALIBRATION_SHARE` of the images, the held-out rest's negative log-likelihood is least at it. An
-    uncalibrated probe said 0.97 for colours it names right half the time; the explanation shows the probability,
-    and a photo whose colour is uncertain should credit every likely colour, not the list with one."""
-    n = len(x)
-    held = np.random.default_rng(seed).random(n) < CALIBRATION_SHARE
+    `1 - CALIBRATION_SHARE` of the images, the held-out rest's cross-entropy is least at it. The explanation shows
+    the probability, and a photo whose colour is uncertain should credit every likely colour."""
+    held = np.random.default_rng(seed).random(len(x)) < CALIBRATION_SHARE
     if held.sum() < MIN_CALIBRATION or (~held).sum() < MIN_CALIBRATION:
         return [1.0] * len(heads)
-    weight, bias = _train(x[~held], labels[~held], heads, seed)
+    weight, bias = _train(x[~held], targets[~held], heads, seed)
     logits = x[held].numpy() @ weight + bias
     out = []
-    for h, (_, lo, hi) in enumerate(heads):
-        y = labels[held][:, h].numpy()
-        known = y >= 0
-        z = logits[known, lo:hi]
-        nll = [_nll(z / t, y[known]) for t in TEMPERATURES]
-        out.append(float(TEMPERATURES[int(np.argmin(nll))]) if known.any() else 1.0)
+    for _, lo, hi in heads:
+        t = targets[held][:, lo:hi].numpy()
+        known = t.sum(axis=1) > 0
+        losses = [_cross_entropy(logits[known, lo:hi] / temp, t[known]) for temp in TEMPERATURES]
+        out.append(float(TEMPERATURES[int(np.argmin(losses))]) if known.any() else 1.0)
     return out
 
 
-def _nll(z: np.ndarray, y: np.ndarray) -> float:
+def _cross_entropy(z: np.ndarray, t: np.ndarray) -> float:
     z = z - z.max(axis=1, keepdims=True)
-    return float((np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]).mean())
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(t * log_p).sum(axis=1).mean())
 
 
-def _train(x: torch.Tensor, labels: torch.Tensor, heads: list[tuple[str, int, int]], seed: int
+def _train(x: torch.Tensor, targets: torch.Tensor, heads: list[tuple[str, int, int]], seed: int
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Full-batch L-BFGS on the summed mean cross-entropy of every head (an image without a label for a key
-    does not count for it), plus `L2`: a convex problem, so one deterministic solve."""
+    """Full-batch L-BFGS on the summed mean cross-entropy of every head against its target distribution (an
+    image whose record states no value of a key does not count for it), plus `L2`: a convex problem, so one
+    deterministic solve."""
     torch.manual_seed(seed)
     n_out = heads[-1][2]
     weight = torch.zeros(x.shape[1], n_out, requires_grad=True)
@@ -148,11 +146,11 @@ def _train(x: torch.Tensor, labels: torch.Tensor, heads: list[tuple[str, int, in
         opt.zero_grad()
         logits = x @ weight + bias
         loss = L2 * (weight**2).sum()
-        for h, (_, lo, hi) in enumerate(heads):
-            y = labels[:, h]
-            known = y >= 0
+        for _, lo, hi in heads:
+            t = targets[:, lo:hi]
+            known = t.sum(dim=1) > 0
             if known.any():
-                loss = loss + torch.nn.functional.cross_entropy(logits[known, lo:hi], y[known])
+                loss = loss + torch.nn.functional.cross_entropy(logits[known, lo:hi], t[known])
         loss.backward()
         return loss
 

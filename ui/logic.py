@@ -187,6 +187,8 @@ def short_why(hit: Hit) -> str:
     if ents:  # a case's diagnosis, topic and mention of one disease read the same: named once
         shown = ", ".join(ents[:4])
         more = f" and {len(ents) - 4} more" if len(ents) > 4 else ""
+        if any(p and p[0].rel == "PREDICTS" for p in hit.explanation.paths):  # a photo query states nothing
+            return f"states {shown}{more}, as predicted from the photo"
         return f"shares {shown}{more} with the query"
     if hit.explanation.paths:
         steps = hit.explanation.paths[0]

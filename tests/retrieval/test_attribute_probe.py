@@ -64,3 +64,20 @@ def test_a_collection_stating_no_attribute_worth_learning_has_no_probe() -> None
     assert AttributeProbe.fit(vecs, rec_image, rec_entity, ENTITIES, only_brand) is None
     no_images = sp.csr_matrix(rec_image.shape, dtype=np.float32)
     assert AttributeProbe.fit(vecs[:0], no_images[:, :0], rec_entity, ENTITIES, ATTRIBUTE) is None
+
+
+def test_a_record_stating_two_values_of_a_key_teaches_each() -> None:
+    """A photo of a dog and a cat (COCO states both categories) counts half for each, so a photo like it gets
+    both, rather than teaching nothing."""
+    rng = np.random.default_rng(1)
+    side = np.repeat([0, 1, 2], 20)  # dogs, cats, both
+    vecs = rng.normal(0, 0.3, (60, 4)).astype(np.float32)
+    vecs[:, 0] += np.choose(side, [2.0, -2.0, 0.0])
+    links = [(r, 0) for r in range(60) if side[r] in (0, 2)] + [(r, 1) for r in range(60) if side[r] in (1, 2)]
+    rows, cols = zip(*links, strict=True)
+    rec_entity = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(60, 2))
+    rec_image = sp.csr_matrix(np.eye(60, dtype=np.float32))
+    probe = AttributeProbe.fit(vecs, rec_image, rec_entity, ["category:dog", "category:cat"], np.array([True, True]))
+    assert probe is not None
+    both = dict(probe.predict(np.zeros((1, 4), np.float32))[0])
+    assert 0.3 < both[0] < 0.7 and 0.3 < both[1] < 0.7, both

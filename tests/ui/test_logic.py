@@ -148,6 +148,11 @@ def test_short_why_names_shared_entities_or_says_vector_only(tiny: TinyCollectio
     same = Explanation(shared_entities=["diagnosis:subdural hematoma", "subdural hematoma", "hematoma"])
     why = logic.short_why(Hit("z", 0.1, "image", explanation=same))
     assert why == "shares subdural hematoma, hematoma with the query"
+    predicted = [Step("query", "Query", "query image", "PREDICTS", True),
+                 Step("ent:basecolour:navy blue", "Entity", "baseColour:navy blue (predicted from the photo, 61%)",
+                      "DEPICTS", False), Step("img:2", "Image", "2.jpg")]
+    photo = Explanation(shared_entities=["baseColour:navy blue"], paths=[predicted])
+    assert logic.short_why(Hit("p", 0.1, "image", explanation=photo)) == "states navy blue, as predicted from the photo"
 
 
 def test_facets_come_from_attributes_and_entities(tiny: TinyCollection) -> None:
