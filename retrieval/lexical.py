@@ -63,6 +63,7 @@ class Bm25Index:
         through a synonym (`golden`: `related`)."""
         self.size = len(documents)
         self.facets = {f.casefold() for f in facets}
+        self._facet_terms = {t for f in self.facets for t in tokenize(f)}
         tokens = [tokenize(d) or [""] for d in documents]
         self.model = bm25s.BM25()
         if self.size:
@@ -113,7 +114,8 @@ class Bm25Index:
     def translations(self, query: str) -> dict[str, list[tuple[str, float]]]:
         """The query's Chinese words that no document contains, with their English senses."""
         vocab = self.model.vocab_dict if self.size else {}
-        return translations(query, lambda word: all(t in vocab for t in tokenize(word)))
+        return translations(query, lambda word: all(t in vocab for t in tokenize(word)),
+                            lambda word: bool(t := tokenize(word)) and set(t) <= self._facet_terms)
 
     def matched_terms(self, query: str, document: str) -> list[str]:
         """The query's words that `document` contains (for the explanation); a translated word shows the sense

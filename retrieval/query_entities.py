@@ -84,7 +84,8 @@ class QueryLinker:
         found: dict[str, QueryEntity] = {}
         for eid, name in self._named(text):
             found.setdefault(eid, QueryEntity(eid, name, "mentions"))
-        for word, senses in translations(text, lambda w: _key(w) in self._by_key).items():
+        senses_of = translations(text, lambda w: _key(w) in self._by_key, lambda w: _key(w) in self._facets)
+        for word, senses in senses_of.items():
             for sense, weight in senses:
                 for eid, name in self._named(sense):
                     if eid not in found or found[eid].score < weight:

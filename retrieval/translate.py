@@ -95,10 +95,25 @@ def fit_sense(sense: str, known: Callable[[str], bool]) -> str:
     return " ".join(words)
 
 
-def translations(text: str, known: Callable[[str], bool]) -> dict[str, list[tuple[str, float]]]:
+def facet_first(word: str, senses: list[tuple[str, float]], is_facet: Callable[[str], bool]
+                ) -> list[tuple[str, float]]:
+    """A dictionary word's senses with those that name one of the collection's facet values (a word of the sense
+    is one) first, taking the first weights: `皮带` is *strap* first in CEDICT, and in a catalog that sells belts
+    and watches it found black watch straps for `黑色皮带`, black belt. Senses pieced from a word's parts keep
+    their order."""
+    if word not in _senses():
+        return senses
+    order = sorted(range(len(senses)), key=lambda i: (not any(is_facet(w) for w in senses[i][0].split()), i))
+    return [(senses[i][0], wt) for i, (_, wt) in zip(order, senses, strict=True)]
+
+
+def translations(text: str, known: Callable[[str], bool], is_facet: Callable[[str], bool] = lambda _: False
+                 ) -> dict[str, list[tuple[str, float]]]:
     """Each Chinese word of `text` that the collection does not know (`known(word)` False) -> its weighted
-    English senses in the collection's words (words without senses left out)."""
+    English senses in the collection's words (words without senses left out), those naming a facet value first
+    (`facet_first`)."""
     if not HAN.search(text):
         return {}
-    out = {w: [(fit_sense(s, known), wt) for s, wt in english_senses(w)] for w in han_words(text) if not known(w)}
+    out = {w: facet_first(w, [(fit_sense(s, known), wt) for s, wt in english_senses(w)], is_facet)
+           for w in han_words(text) if not known(w)}
     return {w: s for w, s in out.items() if s}

@@ -9,7 +9,7 @@ from mmkg.graph.schema import Label, Node
 from mmkg.index.faiss_index import FaissIndex
 from mmkg.retrieval.lexical import Bm25Index, tokenize
 from mmkg.retrieval.query_entities import QueryLinker
-from mmkg.retrieval.translate import english_senses, fit_sense, translations
+from mmkg.retrieval.translate import english_senses, facet_first, fit_sense, translations
 
 
 def test_a_word_stands_for_its_first_senses_the_first_weighing_most() -> None:
@@ -27,6 +27,21 @@ def test_only_words_the_collection_lacks_are_translated() -> None:
     assert translations("黑色手提包", lambda w: False)["手提包"][0] == ("handbag", 1.0)  # CEDICT's (hand)bag
     assert translations("black belt", lambda w: False) == {}
     assert translations("黑色皮带", lambda w: True) == {}
+
+
+def test_a_sense_that_names_a_facet_value_comes_first() -> None:
+    """In a catalog that sells belts (and watches with straps), `皮带` reads as *leather belt* first."""
+    belts = {"belt"}.__contains__
+    assert translations("黑色皮带", lambda w: w == "黑色", belts)["皮带"] == [("leather belt", 1.0), ("strap", 0.5)]
+    assert translations("黑色皮带", lambda w: w == "黑色")["皮带"] == [("strap", 1.0), ("leather belt", 0.5)]
+    # senses pieced from a word's parts keep their order (米色皮带 is not in CEDICT)
+    pieced = english_senses("米色皮带")
+    assert facet_first("米色皮带", pieced, belts) == pieced == [("strap", 1.0), ("leather belt", 0.5)]
+    index = Bm25Index(["Turtle Men Leather Black Belts", "ADIDAS Unisex Black Strap Black Watches"],
+                      facets=["Belts", "Watches", "Black"])
+    assert index.translations("黑色皮带")["皮带"][0] == ("leather belt", 1.0)
+    scores = index.scores("黑色皮带")
+    assert scores[0] > scores[1]
 
 
 def test_a_compound_the_collection_lacks_is_read_as_its_known_tail() -> None:
@@ -72,6 +87,7 @@ def test_the_linker_reaches_english_entities_and_says_from_which_word(tmp_path: 
     linker = QueryLinker(store, FaissIndex(dim=4))
     found = {e.name: e for e in linker.for_text("黑色皮带")}
     assert set(found) == {"articleType:belts", "baseColour:black"}
-    assert found["articleType:belts"].via == "皮带" and found["articleType:belts"].score == 0.5
+    # `leather belt`, CEDICT's second sense, names the facet articleType:belts, so it takes the first weight
+    assert found["articleType:belts"].via == "皮带" and found["articleType:belts"].score == 1.0
     assert found["baseColour:black"].via == "黑色" and found["baseColour:black"].score == 1.0
     assert [(e.name, e.via) for e in linker.for_text("狗")] == [("狗", "")]
