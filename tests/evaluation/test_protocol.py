@@ -22,7 +22,7 @@ from mmkg.evaluation.systems import GRID, Tuner, tune_gnn
 from mmkg.graph.schema import Label, Rel
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record, TextField
-from mmkg.retrieval.ranker import RankWeights
+from mmkg.retrieval.ranker import DEFAULT_IMAGE, RankWeights
 from mmkg.settings import Settings
 
 DATA = Path(os.environ.get("MMKG_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -140,6 +140,27 @@ def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(fashion
         best = tuner.score(chosen)
         for alpha, hops in itertools.product(GRID["gnn_alpha"], GRID["gnn_hops"]):
             assert tuner.score(replace(chosen, gnn_alpha=alpha, gnn_hops=hops)) <= best + 1e-6
+    finally:
+        gallery.close()
+
+
+def test_tuning_keeps_a_photo_querys_own_look(fashion_subset, catalog_gallery, tmp_path: Path) -> None:
+    """Tuned for mAP alone, a photo query dropped its own similarity and ranked by the attribute values predicted
+    for it; its `image` weight now stays as given while every other weight tunes."""
+    folder = fashion_subset(tmp_path / "fashion", 60)
+    gallery, encoder, settings, records = catalog_gallery(folder, tmp_path / "ws", 45)
+    try:
+        kinds = [dict(r.attributes)["articleType"] for r in records]
+        asked = [q for q in range(45, 60) if kinds[q] in kinds[:45]]
+        queries = image_queries(gallery, encoder, [records[q].images[0] for q in asked], settings)
+        columns = gallery.columns(CatalogSource.open(folder).name, [r.id for r in records[:45]])
+        relevant = np.array([[kinds[q] == kinds[g] for g in range(45)] for q in asked])
+        tuner = Tuner(gallery.ranker, queries, columns, relevant)
+        for look in (1.0, 0.5):
+            start = replace(DEFAULT_IMAGE, image=look, attribute=0.0)
+            chosen, _ = tuner.tune(start)
+            assert chosen.image == look
+            assert chosen != start  # the rest did tune: the predicted type is worth more than nothing here
     finally:
         gallery.close()
 
