@@ -16,7 +16,7 @@ import pytest
 from mmkg.encoders.factory import create_encoder
 from mmkg.evaluation import report
 from mmkg.evaluation.flickr import PairGalleries, read_pairs, split_pairs
-from mmkg.evaluation.gallery import image_queries
+from mmkg.evaluation.gallery import Gallery, image_queries
 from mmkg.evaluation.protocol import evaluate
 from mmkg.evaluation.systems import GRID, Tuner, tune_gnn
 from mmkg.graph.schema import Label, Rel
@@ -122,18 +122,24 @@ def test_a_catalog_gets_every_baseline_and_both_levels(trained_home: Path, fashi
     assert (tmp_path / "plot.png").stat().st_size > 5000
 
 
+def _photo_tuner(fashion_subset, catalog_gallery, tmp_path: Path) -> tuple[Gallery, Tuner]:  # type: ignore[no-untyped-def]
+    """A gallery of a catalog's first 45 products, and a tuner over the photos of the next 15 whose type it has
+    (relevant: the same articleType)."""
+    folder = fashion_subset(tmp_path / "fashion", 60)
+    gallery, encoder, settings, records = catalog_gallery(folder, tmp_path / "ws", 45)
+    kinds = [dict(r.attributes)["articleType"] for r in records]
+    asked = [q for q in range(45, 60) if kinds[q] in kinds[:45]]
+    queries = image_queries(gallery, encoder, [records[q].images[0] for q in asked], settings)
+    columns = gallery.columns(CatalogSource.open(folder).name, [r.id for r in records[:45]])
+    relevant = np.array([[kinds[q] == kinds[g] for g in range(45)] for q in asked])
+    return gallery, Tuner(gallery.ranker, queries, columns, relevant)
+
+
 def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(fashion_subset, catalog_gallery,
                                                                         tmp_path: Path) -> None:
     """`gnn` alone is measured at its own best dev settings, not at whatever `full` chose for its fusion."""
-    folder = fashion_subset(tmp_path / "fashion", 60)
-    gallery, encoder, settings, records = catalog_gallery(folder, tmp_path / "ws", 45)
+    gallery, tuner = _photo_tuner(fashion_subset, catalog_gallery, tmp_path)
     try:
-        kinds = [dict(r.attributes)["articleType"] for r in records]
-        asked = [q for q in range(45, 60) if kinds[q] in kinds[:45]]
-        queries = image_queries(gallery, encoder, [records[q].images[0] for q in asked], settings)
-        columns = gallery.columns(CatalogSource.open(folder).name, [r.id for r in records[:45]])
-        relevant = np.array([[kinds[q] == kinds[g] for g in range(45)] for q in asked])
-        tuner = Tuner(gallery.ranker, queries, columns, relevant)
         start = RankWeights(gnn=0.25, gnn_alpha=0.8, gnn_hops=3)
         chosen = tune_gnn(tuner, start)
         assert chosen == replace(chosen, gnn=1.0).only("gnn")
@@ -147,15 +153,8 @@ def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(fashion
 def test_tuning_keeps_a_photo_querys_own_look(fashion_subset, catalog_gallery, tmp_path: Path) -> None:
     """Tuned for mAP alone, a photo query dropped its own similarity and ranked by the attribute values predicted
     for it; its `image` weight now stays as given while every other weight tunes."""
-    folder = fashion_subset(tmp_path / "fashion", 60)
-    gallery, encoder, settings, records = catalog_gallery(folder, tmp_path / "ws", 45)
+    gallery, tuner = _photo_tuner(fashion_subset, catalog_gallery, tmp_path)
     try:
-        kinds = [dict(r.attributes)["articleType"] for r in records]
-        asked = [q for q in range(45, 60) if kinds[q] in kinds[:45]]
-        queries = image_queries(gallery, encoder, [records[q].images[0] for q in asked], settings)
-        columns = gallery.columns(CatalogSource.open(folder).name, [r.id for r in records[:45]])
-        relevant = np.array([[kinds[q] == kinds[g] for g in range(45)] for q in asked])
-        tuner = Tuner(gallery.ranker, queries, columns, relevant)
         for look in (1.0, 0.5):
             start = replace(DEFAULT_IMAGE, image=look, attribute=0.0)
             chosen, _ = tuner.tune(start)
