@@ -289,8 +289,8 @@ class RecordRetriever(Retriever):
         order = np.argsort(-weights)
         mine = set(t.rec_entity[row].indices)
         out: list[list[Step]] = []
-        shown: set[str] = set()  # seeds that read the same (a catalog's repeated product) are shown once
-        for j in order:
+        shown = {t.title(row)}  # seeds that read the same (a catalog's repeated product) are shown once, and a
+        for j in order:  # seed titled as the hit is not shown: "Black Belts -SHARES-> black belt <- Black Belts"
             seed = int(seeds[j])
             if seed == row or t.title(seed) in shown:
                 continue

@@ -94,3 +94,26 @@ def test_a_photo_query_links_the_attribute_values_predicted_for_it_and_says_so(
         assert any("(predicted from the photo, " in s for s in steps), steps
     finally:
         gallery.close()
+
+
+BELTS = ["14593", "14822", "14826", "14165", "14166", "10330", "10331", "14169", "14170", "14171"]
+"""Black belts, two of them listed under one name three times and twice."""
+
+
+def test_a_hit_is_never_explained_through_a_listing_of_itself(
+        tmp_path: Path, fashion_subset, catalog_gallery) -> None:
+    """A catalog lists one product several times under one name; a seed titled as the hit read `Solid Black Belts
+    -SHARES-> black belt <-SHARES- Solid Black Belts`, which explains nothing."""
+    folder = fashion_subset(tmp_path / "belts", len(BELTS), BELTS)
+    gallery, encoder, _, _ = catalog_gallery(folder, tmp_path / "ws")
+    try:
+        retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
+        hits = retriever.search(Query(text="solid black belt"), k=5)
+        seeded = [p for h in hits for p in h.explanation.paths if p[0].rel == "SIMILAR"]
+        assert seeded, [h.explanation.paths for h in hits]
+        for hit in hits:
+            for path in hit.explanation.paths:
+                if path[0].rel == "SIMILAR":
+                    assert path[1].name != path[-1].name, path
+    finally:
+        gallery.close()
