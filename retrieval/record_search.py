@@ -289,8 +289,10 @@ class RecordRetriever(Retriever):
         order = np.argsort(-weights)
         mine = set(t.rec_entity[row].indices)
         out: list[list[Step]] = []
-        shown = {t.title(row)}  # seeds that read the same (a catalog's repeated product) are shown once, and a
-        for j in order:  # seed titled as the hit is not shown: "Black Belts -SHARES-> black belt <- Black Belts"
+        # Seeds that read the same (a catalog's repeated product) are shown once, and a seed titled as the hit not
+        # at all: "Solid Black Belts -SHARES-> black belt <-SHARES- Solid Black Belts" explains nothing.
+        shown = {t.title(row)}
+        for j in order:
             seed = int(seeds[j])
             if seed == row or t.title(seed) in shown:
                 continue
