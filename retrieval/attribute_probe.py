@@ -13,15 +13,12 @@ the article type for 83.5 % (81.8 %).
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-
-log = logging.getLogger(__name__)
 
 MIN_RECORDS = 3
 """Records with an image that must state a value before the probe learns it."""

@@ -58,7 +58,6 @@ def image_query_entities(table: RecordTable, linker: QueryLinker, vectors: np.nd
     threshold = tag_threshold(settings)  # an image query's tags are trusted no more than the collection's
     out = []
     for vec, predicted in zip(vectors, table.predicted_attributes(vectors), strict=True):
-        predicted.sort(key=lambda e: -e[2] * float(table.idf[table.entity_pos[e[0]]]))  # the most telling first
         found = {eid: QueryEntity(eid, name, "predicts", p) for eid, name, p in predicted}
         tags = [] if threshold is None else linker.for_vector(vec, settings.tag_top_k, threshold)
         out.append(list(found.values()) + [e for e in tags if e.id not in found])
@@ -89,7 +88,7 @@ def open_table(settings: Settings, store: GraphStore, vectors: Vectors, encoder:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
             log.warning("rebuilding the record table (%s)", exc)
     table = RecordTable.build(store, vectors)
-    table.attribute_probe()  # trained now, so that the cache holds it
+    _ = table.attribute_probe  # trained now, so that the cache holds it
     if cache:
         try:
             atomic_write_bytes(path, pickle.dumps((key, table), protocol=pickle.HIGHEST_PROTOCOL))

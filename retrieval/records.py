@@ -9,6 +9,7 @@ query scores every record with a few matrix products.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Collection, Sequence
@@ -56,8 +57,6 @@ class RecordTable:
     """(entities,) True for attribute entities (`colour:white`)."""
     bm25: Bm25Index = field(repr=False)
     pos: dict[str, int] = field(default_factory=dict)
-    _probe: AttributeProbe | None = field(default=None, repr=False)
-    _probe_fitted: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pos = {rid: i for i, rid in enumerate(self.ids)}
@@ -70,18 +69,16 @@ class RecordTable:
         self.has_image = np.diff(self.rec_image.indptr) > 0
         self.has_text = np.diff(self.rec_text.indptr) > 0
 
+    @functools.cached_property
     def attribute_probe(self) -> AttributeProbe | None:
         """The probe of the records' stated attributes over their images (retrieval/attribute_probe.py), trained
         on first use and kept with the table (and so in its cache on disk)."""
-        if not self._probe_fitted:
-            self._probe = AttributeProbe.fit(self.image_vecs, self.rec_image, self.rec_entity, self.entity_names,
-                                             self.attribute_entity)
-            self._probe_fitted = True
-        return self._probe
+        return AttributeProbe.fit(self.image_vecs, self.rec_image, self.rec_entity, self.entity_names,
+                                  self.attribute_entity)
 
     def predicted_attributes(self, vectors: np.ndarray) -> list[list[tuple[str, str, float]]]:
         """Per image vector, (entity id, name, probability) of the attribute values the probe predicts for it."""
-        probe = self.attribute_probe()
+        probe = self.attribute_probe
         if probe is None:
             return [[] for _ in range(len(vectors))]
         return [[(self.entity_ids[c], self.entity_names[c], p) for c, p in row] for row in probe.predict(vectors)]
