@@ -53,6 +53,15 @@ def test_plural_only_nouns_and_hyphens_kept() -> None:
     assert names("A man in jeans and sunglasses wearing a t-shirt") == ["man", "jeans", "sunglasses", "t-shirt"]
 
 
+def test_a_hyphenated_word_the_tagger_split_stays_one_word() -> None:
+    """The small model tags the hyphen of `x-ray` as a noun and chunked `chest x`, `-`, `ray`: a radiology query
+    was explained as sharing *chest x* and *ray*, and `V-Neck T-Shirts` gave only *neck*."""
+    assert names("pneumothorax on chest x-ray") == ["pneumothorax", "chest x-ray", "x-ray"]
+    assert names("PA chest x-ray demonstrates a left pneumothorax.") == ["x-ray", "left pneumothorax", "pneumothorax"]
+    assert names("Nike Men V-Neck T-Shirts") == ["man", "v-neck t-shirt", "t-shirt"]
+    assert names("a man runs cross-country") == ["man", "cross-country"]
+
+
 def test_title_case_product_names_are_parsed_as_nouns() -> None:
     assert names("Roadster Men Navy Blue T-shirt") == ["blue t-shirt", "t-shirt"]
 
