@@ -415,11 +415,7 @@ class RecordRanker:
         start = sp.csr_matrix((p.ravel(), (np.repeat(np.arange(n_q), m), seeds.ravel())), shape=(n_q, n_r))
         out: dict[str, np.ndarray] = {}
         if weights.graph_entity and len(t.entity_ids):
-            prof, prof_t = self._entity_profiles(weights.tag_weight)
-            raw = np.asarray(((start @ prof) @ prof_t).todense(), dtype=np.float32)
-            among = np.stack([(prof[row] @ prof[row].T).toarray() for row in seeds])
-            out["graph_entity"] = _standardise(_seeds_left_out(raw, seeds, seed_consensus(top, weights.temperature,
-                                                                                          among)))
+            out["graph_entity"] = self._graph_entity(start, seeds, top, weights)
         for name, on, vecs, present in (("graph_image", weights.graph_image and t.image_vecs.shape[0],
                                          t.record_image_vecs, t.has_image),
                                         ("graph_text", weights.graph_text and t.text_vecs.shape[0],
@@ -429,6 +425,15 @@ class RecordRanker:
                 among = np.einsum("qjd,qkd->qjk", vecs[seeds], vecs[seeds])
                 out[name] = _standardise(_seeds_left_out(raw, seeds, seed_consensus(top, weights.temperature, among)))
         return out, seeds, p
+
+    def _graph_entity(self, start: sp.csr_matrix, seeds: np.ndarray, top: np.ndarray, weights: RankWeights
+                      ) -> np.ndarray:
+        """Standardised `graph_entity` of the queries whose seed weights are the rows of `start`: a record's
+        IDF-weighted entity cosine to the seeds' weighted profile, a seed's to the other seeds'."""
+        prof, prof_t = self._entity_profiles(weights.tag_weight)
+        raw = np.asarray(((start @ prof) @ prof_t).todense(), dtype=np.float32)
+        among = np.stack([(prof[row] @ prof[row].T).toarray() for row in seeds])
+        return _standardise(_seeds_left_out(raw, seeds, seed_consensus(top, weights.temperature, among)))
 
     # --- fusion -----------------------------------------------------------------------------
 
@@ -543,11 +548,7 @@ class RecordRanker:
             start = sp.csr_matrix((seed_w[0], (np.zeros(m, np.int64), seeds[0])), shape=(1, n))
             seed_top = stage1[top][None, :]
             if w.graph_entity and len(t.entity_ids):
-                prof, prof_t = self._entity_profiles(w.tag_weight)
-                raw = np.asarray(((start @ prof) @ prof_t).todense(), np.float32)
-                among = (prof[seeds[0]] @ prof[seeds[0]].T).toarray()[None]
-                full["graph_entity"] = _standardise(_seeds_left_out(raw, seeds, seed_consensus(seed_top, w.temperature,
-                                                                                               among)))[0]
+                full["graph_entity"] = self._graph_entity(start, seeds, seed_top, w)[0]
                 pools.append(best_rows(full["graph_entity"], PER_SIGNAL))
             for name, on, vecs in (("graph_image", w.graph_image and t.image_vecs.shape[0], t.record_image_vecs),
                                    ("graph_text", w.graph_text and t.text_vecs.shape[0], t.record_text_vecs)):
