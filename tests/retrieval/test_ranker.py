@@ -211,8 +211,8 @@ def test_a_stated_attribute_and_a_mention_of_the_same_word_are_one_concept() -> 
 def test_a_seed_is_scored_by_what_it_shares_with_the_other_seeds() -> None:
     """Graph expansion must not echo a seed back to itself. The query's best record (`odd`) states nothing the
     other seeds state, so the graph lends it nothing: it scores as a record that shares nothing (`far`), below the
-    seeds that agree with one another, and below `p4`, which is like three of them. It had scored the collection's highest graph_entity, its own profile at its
-    own weight, and stayed first whatever the other seeds said."""
+    seeds that agree with one another, and below `p4`, which is like three of them. It had scored the collection's
+    highest graph_entity, its own profile at its own weight, and stayed first whatever the other seeds said."""
     table = _table_of({
         "odd": ["boerhaave", "oesophagus"],
         "p1": ["pneumothorax", "chest"], "p2": ["pneumothorax", "chest"], "p3": ["pneumothorax", "chest"],
