@@ -20,8 +20,7 @@ For a query q and a record r (retrieval/records.py), the signals are
 * `graph_entity`, `graph_image`, `graph_text`: graph expansion. The query's best records by the
   signals above are its seeds (`seeds`, softmax weights at `temperature`); each record then scores by
   how much it shares with them: their entities (IDF-weighted cosine over record -> entity edges), their
-  images and their texts (cosine to the seeds' mean image / text vector); a seed scores by what it shares with
-  the other seeds, never by its likeness to itself (`seed_consensus`). A record can thus be found
+  images and their texts (cosine to the seeds' mean image / text vector). A record can thus be found
   through what its neighbours in the graph state, not only through its own words or pixels, and an
   image query reaches the attributes of the products it resembles.
 
@@ -36,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -415,25 +413,16 @@ class RecordRanker:
         start = sp.csr_matrix((p.ravel(), (np.repeat(np.arange(n_q), m), seeds.ravel())), shape=(n_q, n_r))
         out: dict[str, np.ndarray] = {}
         if weights.graph_entity and len(t.entity_ids):
-            out["graph_entity"] = self._graph_entity(start, seeds, top, weights)
-        for name, on, vecs, present in (("graph_image", weights.graph_image and t.image_vecs.shape[0],
-                                         t.record_image_vecs, t.has_image),
-                                        ("graph_text", weights.graph_text and t.text_vecs.shape[0],
-                                         t.record_text_vecs, t.has_text)):
-            if on:
-                raw = _masked((start @ vecs) @ vecs.T, present)
-                among = np.einsum("qjd,qkd->qjk", vecs[seeds], vecs[seeds])
-                out[name] = _standardise(_seeds_left_out(raw, seeds, seed_consensus(top, weights.temperature, among)))
+            prof, prof_t = self._entity_profiles(weights.tag_weight)
+            q_prof = start @ prof
+            out["graph_entity"] = _standardise(np.asarray((q_prof @ prof_t).todense(), dtype=np.float32))
+        if weights.graph_image and t.image_vecs.shape[0]:
+            centre = start @ t.record_image_vecs
+            out["graph_image"] = _standardise(_masked(centre @ t.record_image_vecs.T, t.has_image))
+        if weights.graph_text and t.text_vecs.shape[0]:
+            centre = start @ t.record_text_vecs
+            out["graph_text"] = _standardise(_masked(centre @ t.record_text_vecs.T, t.has_text))
         return out, seeds, p
-
-    def _graph_entity(self, start: sp.csr_matrix, seeds: np.ndarray, top: np.ndarray, weights: RankWeights
-                      ) -> np.ndarray:
-        """Standardised `graph_entity` of the queries whose seed weights are the rows of `start`: a record's
-        IDF-weighted entity cosine to the seeds' weighted profile, a seed's to the other seeds'."""
-        prof, prof_t = self._entity_profiles(weights.tag_weight)
-        raw = np.asarray(((start @ prof) @ prof_t).todense(), dtype=np.float32)
-        among = np.stack([(prof[row] @ prof[row].T).toarray() for row in seeds])
-        return _standardise(_seeds_left_out(raw, seeds, seed_consensus(top, weights.temperature, among)))
 
     # --- fusion -----------------------------------------------------------------------------
 
@@ -539,16 +528,15 @@ class RecordRanker:
 
         seeds = np.zeros((1, 0), np.int64)
         seed_w = np.zeros((1, 0), np.float32)
-        left_out: dict[str, np.ndarray] = {}
         m = min(w.seeds, len(cand))
         if w.uses_graph() and m:
             top = np.argpartition(-stage1, m - 1)[:m] if m < len(cand) else np.arange(len(cand))
             seeds = cand[top][None, :]
             seed_w = seed_weights(stage1[top], w.temperature)[None, :]
             start = sp.csr_matrix((seed_w[0], (np.zeros(m, np.int64), seeds[0])), shape=(1, n))
-            seed_top = stage1[top][None, :]
             if w.graph_entity and len(t.entity_ids):
-                full["graph_entity"] = self._graph_entity(start, seeds, seed_top, w)[0]
+                prof, prof_t = self._entity_profiles(w.tag_weight)
+                full["graph_entity"] = _standardise(np.asarray(((start @ prof) @ prof_t).todense(), np.float32))[0]
                 pools.append(best_rows(full["graph_entity"], PER_SIGNAL))
             for name, on, vecs in (("graph_image", w.graph_image and t.image_vecs.shape[0], t.record_image_vecs),
                                    ("graph_text", w.graph_text and t.text_vecs.shape[0], t.record_text_vecs)):
@@ -556,11 +544,8 @@ class RecordRanker:
                     sig = self._dense_signal(name, w)[0]
                     centre = (start @ vecs)[0].astype(np.float32)
                     dense[name] = (sig, centre)
+                    moments[name] = sig.moments(centre)
                     pools.append(sig.nearest(centre, PER_SIGNAL))
-                    among = (vecs[seeds[0]] @ vecs[seeds[0]].T)[None]
-                    at = sig.raw(centre, seeds[0])
-                    left_out[name] = np.where(np.isnan(at), np.nan, seed_consensus(seed_top, w.temperature, among)[0])
-                    moments[name] = _moments_replaced(sig.moments(centre), sig.present, at, left_out[name])
             cand = np.unique(np.concatenate(pools))
         lap("graph")
         if within is not None and len(np.intersect1d(cand, within, assume_unique=True)) < least:
@@ -569,8 +554,6 @@ class RecordRanker:
         for name, (sig, v) in dense.items():
             full_row = np.full(n, np.nan, np.float32)
             full_row[cand] = standardise_rows(sig.raw(v, cand), *moments[name])
-            if name in left_out:  # a seed scores by what it shares with the other seeds (`seed_consensus`)
-                full_row[seeds[0]] = standardise_rows(left_out[name], *moments[name])
             signals[name] = full_row[None, :]
         at = {s: v[:, cand] for s, v in signals.items()}
         fused = np.full((1, n), -np.inf, np.float32)
@@ -617,50 +600,6 @@ def seed_weights(top: np.ndarray, temperature: float) -> np.ndarray:
     z = top / max(temperature, 1e-6)
     p = np.exp(z - z.max(axis=-1, keepdims=True))
     return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def seed_consensus(top: np.ndarray, temperature: float, among: np.ndarray) -> np.ndarray:
-    """(queries, seeds) what each seed shares with the *other* seeds: its similarity to each (`among`, queries x
-    seeds x seeds), weighted by their softmax at `temperature` as if it were not a seed.
-
-    Graph expansion scores a record by its similarity to the seeds' weighted centre; a seed would count its
-    similarity to itself, at its own weight. At the default temperature the best seed holds most of the weight,
-    so it scored near the collection's maximum (MedPix, `pneumothorax on chest x-ray`: graph_entity +12.2 for the
-    first seed, Boerhaave's syndrome, +0.6 for the pneumothorax case) and stayed first whatever the other seeds
-    said, while its explanation showed paths through them. Scored by the others instead (leave one out), on the
-    dev queries: MedPix text->case mAP 28.5 -> 31.1 tuned, NDCG@10 33.9 -> 39.7 (untuned 23.5 -> 24.9), image->case
-    untuned 21.6 -> 24.3 (tuned 25.9 -> 26.0); fashion level (text 65.1 -> 64.6, untuned 51.8 -> 52.0; image
-    41.7 -> 41.6)."""
-    n_q, m = top.shape
-    if m < 2:
-        return np.zeros((n_q, m), np.float32)
-    logits = np.repeat(top.astype(np.float64)[:, None, :] / max(temperature, 1e-6), m, axis=1)  # [q, seed, other]
-    logits[:, np.arange(m), np.arange(m)] = -np.inf
-    w = np.exp(logits - logits.max(axis=2, keepdims=True))
-    w /= w.sum(axis=2, keepdims=True)
-    return np.einsum("qjk,qjk->qj", w, among).astype(np.float32)
-
-
-def _seeds_left_out(raw: np.ndarray, seeds: np.ndarray, consensus: np.ndarray) -> np.ndarray:
-    """`raw` with each seed's value (where it has one) replaced by its `consensus`."""
-    out = np.array(raw, dtype=np.float32)
-    rows = np.arange(len(out))[:, None]
-    out[rows, seeds] = np.where(np.isnan(out[rows, seeds]), np.nan, consensus)
-    return out
-
-
-def _moments_replaced(moments: tuple[float, float], count: int, old: np.ndarray, new: np.ndarray
-                      ) -> tuple[float, float]:
-    """(mean, std) of `count` values after the values `old` are replaced by `new` (NaN: absent in both)."""
-    mean, std = moments
-    ok = ~np.isnan(old)
-    if count == 0 or not ok.any():
-        return mean, std
-    a, b = old[ok].astype(np.float64), new[ok].astype(np.float64)
-    total = count * mean + float((b - a).sum())
-    second = count * (std * std + mean * mean) + float((b * b - a * a).sum())
-    mean = total / count
-    return mean, math.sqrt(max(second / count - mean * mean, 0.0))
 
 
 def reciprocal_rank_fusion(score_sets: Sequence[np.ndarray], k: int = 60) -> np.ndarray:

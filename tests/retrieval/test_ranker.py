@@ -23,7 +23,6 @@ from mmkg.retrieval.ranker import (
     RankWeights,
     RecordRanker,
     reciprocal_rank_fusion,
-    seed_consensus,
 )
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.records import RecordTable
@@ -206,35 +205,6 @@ def test_a_stated_attribute_and_a_mention_of_the_same_word_are_one_concept() -> 
     named, stated, brown, other = share
     assert named == pytest.approx(1.0) and stated == pytest.approx(1.0)
     assert 0 < brown < stated and other == 0
-
-
-def test_a_seed_is_scored_by_what_it_shares_with_the_other_seeds() -> None:
-    """Graph expansion must not echo a seed back to itself. The query's best record (`odd`) states nothing the
-    other seeds state, so the graph lends it nothing: it scores as a record that shares nothing (`far`), below the
-    seeds that agree with one another, and below `p4`, which is like three of them. It had scored the collection's
-    highest graph_entity, its own profile at its own weight, and stayed first whatever the other seeds said."""
-    table = _table_of({
-        "odd": ["boerhaave", "oesophagus"],
-        "p1": ["pneumothorax", "chest"], "p2": ["pneumothorax", "chest"], "p3": ["pneumothorax", "chest"],
-        "p4": ["pneumothorax", "chest"], "far": ["kidney"],
-    }, attributes=set())
-    stage1 = np.array([[4.0, 1.0, 1.0, 1.0, -1.0, -2.0]], np.float32)
-    weights = RankWeights(graph_entity=1.0, graph_image=0.0, graph_text=0.0, seeds=4, temperature=1.0)
-    graph, seeds, p = RecordRanker(table).graph_signals(stage1, weights)
-    odd, p1, p2, p3, p4, far = graph["graph_entity"][0]
-    assert sorted(seeds[0]) == [0, 1, 2, 3] and p[0].max() > 0.8  # `odd` holds most of the seeds' weight
-    assert odd == pytest.approx(far) and odd < p1 and odd < p4
-    assert p1 == pytest.approx(p2) == pytest.approx(p3)
-
-
-def test_seed_consensus_is_the_other_seeds_weighted_similarity() -> None:
-    top = np.array([[2.0, 1.0, 0.0]])
-    among = np.array([[[1.0, 0.5, 0.1], [0.5, 1.0, 0.3], [0.1, 0.3, 1.0]]])
-    w = lambda a, b: math.exp(a) / (math.exp(a) + math.exp(b))  # noqa: E731  softmax of two seeds
-    got = seed_consensus(top, 1.0, among)[0]
-    assert got == pytest.approx([w(1, 0) * 0.5 + w(0, 1) * 0.1, w(2, 0) * 0.5 + w(0, 2) * 0.3,
-                                 w(2, 1) * 0.1 + w(1, 2) * 0.3], rel=1e-5)
-    assert seed_consensus(top[:, :1], 1.0, among[:, :1, :1]).tolist() == [[0.0]]  # a lone seed: no others
 
 
 def test_an_image_query_uses_what_the_collection_holds() -> None:
