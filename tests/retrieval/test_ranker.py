@@ -207,6 +207,28 @@ def test_a_stated_attribute_and_a_mention_of_the_same_word_are_one_concept() -> 
     assert 0 < brown < stated and other == 0
 
 
+def test_a_seed_gets_from_itself_what_its_nearest_other_record_gets_from_it() -> None:
+    """Graph expansion must not echo a seed back to itself. The query's best record (`odd`) holds most of the
+    seeds' weight and shares nothing with the other seeds: on graph_entity it scores what its nearest other record
+    (`twin`, not a seed) gets from it, not its own profile at its own weight (it had scored the collection's highest
+    graph signal whatever the other seeds said). A seed whose nearest other record is its duplicate (`p1`) keeps
+    its value: no penalty either."""
+    table = _table_of({
+        "odd": ["boerhaave", "oesophagus"], "twin": ["boerhaave", "perforation"],
+        "p1": ["pneumothorax", "chest"], "p2": ["pneumothorax", "chest"], "p3": ["pneumothorax", "chest"],
+        "far": ["kidney"],
+    }, attributes=set())
+    stage1 = np.array([[4.0, -1.0, 1.0, 1.0, 1.0, -2.0]], np.float32)
+    weights = RankWeights(graph_entity=1.0, graph_image=0.0, graph_text=0.0, seeds=4, temperature=1.0)
+    ranker = RecordRanker(table)
+    graph, seeds, p = ranker.graph_signals(stage1, weights)
+    odd, twin, p1, p2, p3, far = graph["graph_entity"][0]
+    assert sorted(seeds[0]) == [0, 2, 3, 4] and p[0].max() > 0.8  # `odd` holds most of the seeds' weight
+    assert odd == pytest.approx(twin) and far < p1 == pytest.approx(p2) == pytest.approx(p3)
+    prof = ranker._entity_profiles(0.0)[0].toarray()
+    assert ranker.echo("graph_entity", np.array([0, 2]), 0.0) == pytest.approx([prof[0] @ prof[1] - 1.0, 0.0])
+
+
 def test_an_image_query_uses_what_the_collection_holds() -> None:
     """With no images in the collection, an image query's own-modality weight goes to the cross-modal text
     signal; with no stated attributes, it does not expand through the entities of the records it resembles.
