@@ -424,10 +424,10 @@ class RecordRanker:
         if weights.graph_text and t.text_vecs.shape[0]:
             raw["graph_text"] = _masked((start @ t.record_text_vecs) @ t.record_text_vecs.T, t.has_text)
         for name, values in raw.items():
-            values[rows, seeds] += p * self.echo(name, seeds.ravel(), weights.tag_weight).reshape(seeds.shape)
+            values[rows, seeds] += p * self.echo(name, seeds.ravel(), weights).reshape(seeds.shape)
         return {name: _standardise(values) for name, values in raw.items()}, seeds, p
 
-    def echo(self, name: str, rows: np.ndarray, tag_weight: float) -> np.ndarray:
+    def echo(self, name: str, rows: np.ndarray, weights: RankWeights) -> np.ndarray:
         """What graph signal `name` owes each record of `rows` as a seed: its likeness to its nearest other
         record minus its likeness to itself (the seed's echo, taken out).
 
@@ -441,27 +441,46 @@ class RecordRanker:
         no advantage, no penalty. Dev queries, against the echo: MedPix text->case tuned mAP 28.0 -> 30.9, R@1
         28.7 -> 42.1 (untuned mAP 23.5 -> 24.7), image->case untuned 21.6 -> 23.9 (tuned 25.9 -> 26.1); fashion
         level (text 65.1 -> 65.0, image 41.7 -> 41.6). The echo had favoured the query's best match, so a catalog's
-        own photo finds its product first a little less often (91 % -> 84 %: benchmarks/known_item.py)."""
-        key = (name, tag_weight if name == "graph_entity" else 0.0)
+        own photo finds its product first a little less often (91 % -> 84 %: benchmarks/known_item.py).
+
+        Above `exact_max` records a dense signal's nearest other record comes from its HNSW index (as candidates
+        do), whoever asks, so that a search and `score` still agree."""
         t = self.table
+        key = (name, weights.tag_weight if name == "graph_entity" else 0.0)
         cache = self._echo_cache.setdefault(key, np.full(len(t), np.nan, np.float32))
         todo = np.unique(rows[np.isnan(cache[rows])])
+        if name != "graph_entity" and len(t) > self.exact_max:
+            vecs, present = self._record_vecs(name)
+            sig = self._dense_signal(name, weights)[0]
+            for row in todo:
+                near = sig.nearest(vecs[row], 8)
+                sims = sig.raw(vecs[row], near[near != row])
+                found = present[row] and bool(np.isfinite(sims).any())
+                cache[row] = float(np.nanmax(sims)) - float(vecs[row] @ vecs[row]) if found else 0.0
+            return cache[rows]
         step = max(1, min(CHUNK, 2**24 // max(len(t), 1)))  # at most 16M similarities at a time
         for lo in range(0, len(todo), step):
             part = todo[lo : lo + step]
-            if name == "graph_entity":
-                prof, prof_t = self._entity_profiles(tag_weight)
-                sims = np.asarray((prof[part] @ prof_t).todense(), dtype=np.float32)
-            else:
-                vecs, present = ((t.record_image_vecs, t.has_image) if name == "graph_image"
-                                 else (t.record_text_vecs, t.has_text))
-                sims = np.where(present[None, :], vecs[part] @ vecs.T, -np.inf).astype(np.float32)
+            sims = self._likeness(name, part, weights)
             at = np.arange(len(part))
             own = sims[at, part].copy()
             sims[at, part] = -np.inf
-            nearest = sims.max(axis=1) if len(t) > 1 else np.zeros(len(part), np.float32)
+            nearest = sims.max(axis=1)
             cache[part] = np.where(np.isfinite(nearest) & np.isfinite(own), nearest - own, 0.0)
         return cache[rows]
+
+    def _record_vecs(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The record vectors graph signal `name` compares (`graph_image`, `graph_text`), and who has one."""
+        t = self.table
+        return (t.record_image_vecs, t.has_image) if name == "graph_image" else (t.record_text_vecs, t.has_text)
+
+    def _likeness(self, name: str, rows: np.ndarray, weights: RankWeights) -> np.ndarray:
+        """(rows, records) what graph signal `name` compares between records (-inf where one has nothing)."""
+        if name == "graph_entity":
+            prof, prof_t = self._entity_profiles(weights.tag_weight)
+            return np.asarray((prof[rows] @ prof_t).todense(), dtype=np.float32)
+        vecs, present = self._record_vecs(name)
+        return np.where(present[None, :], vecs[rows] @ vecs.T, -np.inf).astype(np.float32)
 
     # --- fusion -----------------------------------------------------------------------------
 
@@ -577,7 +596,7 @@ class RecordRanker:
             if w.graph_entity and len(t.entity_ids):
                 prof, prof_t = self._entity_profiles(w.tag_weight)
                 raw = np.asarray(((start @ prof) @ prof_t).todense(), np.float32)[0]
-                raw[seeds[0]] += seed_w[0] * self.echo("graph_entity", seeds[0], w.tag_weight)
+                raw[seeds[0]] += seed_w[0] * self.echo("graph_entity", seeds[0], w)
                 full["graph_entity"] = _standardise(raw[None, :])[0]
                 pools.append(best_rows(full["graph_entity"], PER_SIGNAL))
             for name, on, vecs in (("graph_image", w.graph_image and t.image_vecs.shape[0], t.record_image_vecs),
@@ -588,7 +607,7 @@ class RecordRanker:
                     dense[name] = (sig, centre)
                     pools.append(sig.nearest(centre, PER_SIGNAL))
                     at = sig.raw(centre, seeds[0])
-                    echoed[name] = at + seed_w[0] * self.echo(name, seeds[0], w.tag_weight)
+                    echoed[name] = at + seed_w[0] * self.echo(name, seeds[0], w)
                     moments[name] = _moments_replaced(sig.moments(centre), sig.present, at, echoed[name])
             cand = np.unique(np.concatenate(pools))
         lap("graph")

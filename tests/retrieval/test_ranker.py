@@ -226,7 +226,7 @@ def test_a_seed_gets_from_itself_what_its_nearest_other_record_gets_from_it() ->
     assert sorted(seeds[0]) == [0, 2, 3, 4] and p[0].max() > 0.8  # `odd` holds most of the seeds' weight
     assert odd == pytest.approx(twin) and far < p1 == pytest.approx(p2) == pytest.approx(p3)
     prof = ranker._entity_profiles(0.0)[0].toarray()
-    assert ranker.echo("graph_entity", np.array([0, 2]), 0.0) == pytest.approx([prof[0] @ prof[1] - 1.0, 0.0])
+    assert ranker.echo("graph_entity", np.array([0, 2]), weights) == pytest.approx([prof[0] @ prof[1] - 1.0, 0.0])
 
 
 def test_an_image_query_uses_what_the_collection_holds() -> None:
