@@ -1,0 +1,69 @@
+"""Known-item search: a photo of something in the collection, asked as a query, should find that record first.
+
+    MMKG_HOME=<workspace with a catalog ingested> .venv/bin/python benchmarks/known_item.py [--n 300]
+
+The category benchmarks (`mmkg eval`) hold their query products out of the gallery, so they never ask for a record
+that is in it; a shopper with a product's photo does. Every `len // n`-th record with an image is asked twice, by
+search itself (`RecordRetriever.search`, first ten hits): its stored photo, and a degraded copy (resized to 2/3,
+saved as JPEG at quality 60: a screenshot or a forwarded picture). A hit counts when it is the record or shows
+the same image (identical pictures are shown once, under one of their records). Systems, on the same workspace:
+`full` (the weights search uses), `full_untuned` (the defaults) and `encoder` (the image vector alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+from PIL import Image
+
+from mmkg.collection import open_collection
+from mmkg.retrieval.ranker import RankingConfig
+from mmkg.retrieval.record_search import RecordRetriever
+from mmkg.retrieval.search import Query
+from mmkg.settings import Settings
+
+
+def degraded(image: Image.Image) -> Image.Image:
+    small = image.resize((max(1, image.width * 2 // 3), max(1, image.height * 2 // 3)))
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=60)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="records asked for")
+    args = parser.parse_args()
+    settings = Settings.load()
+    with open_collection(settings, read_only=True) as col:
+        full = RecordRetriever(settings, col.store, col.vectors, col.encoder)
+        t = full.table
+        base = full.ranker.config
+        systems = {
+            "full": full,
+            "full_untuned": RecordRetriever(settings, col.store, col.vectors, col.encoder, config=RankingConfig(),
+                                            table=t),
+            "encoder": RecordRetriever(settings, col.store, col.vectors, col.encoder, mode="encoder", table=t),
+        }
+        rows = [int(r) for r in t.has_image.nonzero()[0]]
+        rows = rows[:: max(1, len(rows) // args.n)][: args.n]
+        print(f"weights: {base.tuned_on}; {len(rows)} records of {len(t)}")
+        print(f"{'photo':10s}{'system':>14s}{'first %':>10s}{'top 5 %':>10s}{'top 10 %':>10s}")
+        for variant in ("stored", "degraded"):
+            ranks: dict[str, list[int]] = {name: [] for name in systems}
+            for row in rows:
+                own = {t.image_ids[j] for j in t.images_of(row)}
+                image = Image.open(t.image_paths[t.images_of(row)[0]]).convert("RGB")
+                query = Query(image=image if variant == "stored" else degraded(image))
+                for name, retriever in systems.items():
+                    hits = retriever.search(query, k=10)
+                    found = [i for i, h in enumerate(hits) if h.record == t.ids[row] or h.id in own]
+                    ranks[name].append(found[0] if found else 10)
+            for name, got in ranks.items():
+                share = [100.0 * sum(r < k for r in got) / len(got) for k in (1, 5, 10)]
+                print(f"{variant:10s}{name:>14s}" + "".join(f"{s:10.1f}" for s in share))
+
+
+if __name__ == "__main__":
+    main()
