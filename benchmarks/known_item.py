@@ -16,12 +16,13 @@ import argparse
 import io
 
 from PIL import Image
+from shopper_queries import systems_on
 
 from mmkg.collection import open_collection
-from mmkg.retrieval.ranker import RankingConfig
-from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.search import Query
 from mmkg.settings import Settings
+
+SYSTEMS = ("full", "full_untuned", "encoder")
 
 
 def degraded(image: Image.Image) -> Image.Image:
@@ -37,18 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.load()
     with open_collection(settings, read_only=True) as col:
-        full = RecordRetriever(settings, col.store, col.vectors, col.encoder)
-        t = full.table
-        base = full.ranker.config
-        systems = {
-            "full": full,
-            "full_untuned": RecordRetriever(settings, col.store, col.vectors, col.encoder, config=RankingConfig(),
-                                            table=t),
-            "encoder": RecordRetriever(settings, col.store, col.vectors, col.encoder, mode="encoder", table=t),
-        }
+        systems = {name: r for name, r in systems_on(settings, col).items() if name in SYSTEMS}
+        t = systems["full"].table
         rows = [int(r) for r in t.has_image.nonzero()[0]]
         rows = rows[:: max(1, len(rows) // args.n)][: args.n]
-        print(f"weights: {base.tuned_on}; {len(rows)} records of {len(t)}")
+        print(f"weights: {systems['full'].ranker.config.tuned_on}; {len(rows)} records of {len(t)}")
         print(f"{'photo':10s}{'system':>14s}{'first %':>10s}{'top 5 %':>10s}{'top 10 %':>10s}")
         for variant in ("stored", "degraded"):
             ranks: dict[str, list[int]] = {name: [] for name in systems}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from mmkg.collection import open_collection
+from mmkg.collection import Collection, open_collection
 from mmkg.retrieval.ranker import RankingConfig
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.retrieval.search import Query
@@ -58,24 +58,31 @@ def precision_at_10(retriever: RecordRetriever, text: str, want: dict[str, str])
     return 100.0 * good / 10
 
 
+def systems_on(settings: Settings, col: Collection) -> dict[str, RecordRetriever]:
+    """The systems a workspace benchmark compares, on one record table: `full` (the weights search uses),
+    `full_untuned` (the defaults), and one signal alone: `encoder` (image), `bm25`, `dense_text`."""
+    full = RecordRetriever(settings, col.store, col.vectors, col.encoder)
+    base = full.ranker.config
+    systems = {
+        "full": full,
+        "full_untuned": RecordRetriever(settings, col.store, col.vectors, col.encoder, config=RankingConfig(),
+                                        table=full.table),
+    }
+    for name, signal in (("encoder", "image"), ("bm25", "lexical"), ("dense_text", "text")):
+        only = RankingConfig(base.text.only(signal), base.image.only(signal), f"{signal} alone")
+        systems[name] = RecordRetriever(settings, col.store, col.vectors, col.encoder, config=only, table=full.table)
+    return systems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show", action="store_true", help="print the top 3 of each query under full")
     args = parser.parse_args()
     settings = Settings.load()
     with open_collection(settings, read_only=True) as col:
-        full = RecordRetriever(settings, col.store, col.vectors, col.encoder)
-        table = full.table
-        base = full.ranker.config
-        systems = {
-            "full": full,
-            "full_untuned": RecordRetriever(settings, col.store, col.vectors, col.encoder, config=RankingConfig(),
-                                            table=table),
-        }
-        for name, signal in (("encoder", "image"), ("bm25", "lexical"), ("dense_text", "text")):
-            only = RankingConfig(base.text.only(signal), base.image.only(signal), f"{signal} alone")
-            systems[name] = RecordRetriever(settings, col.store, col.vectors, col.encoder, config=only, table=table)
-        print(f"weights: {base.tuned_on}")
+        systems = systems_on(settings, col)
+        full = systems["full"]
+        print(f"weights: {full.ranker.config.tuned_on}")
         for queries in (QUERIES, QUERIES_ZH):
             print(f"{'query':32s}" + "".join(f"{s:>14s}" for s in systems))
             totals = dict.fromkeys(systems, 0.0)
