@@ -20,7 +20,7 @@ from PIL import Image
 from mmkg.errors import BadImageError
 from mmkg.graph import ids
 from mmkg.graph.schema import Edge, Label, Node, Rel
-from mmkg.ingest.entities import Entity, attribute_entities
+from mmkg.ingest.entities import EXTRACTION_VERSION, Entity, attribute_entities
 from mmkg.ingest.images import decode_image, read_image_bytes
 from mmkg.ingest.records import Record, Skip
 
@@ -110,10 +110,13 @@ def read_record(record: Record, rid: str, max_bytes: int) -> ReadRecord:
 
 
 def content_digest(record: Record, blobs: Sequence[bytes | str]) -> str:
-    """What a record says, as a digest: texts, attributes, and each image's path and bytes.
+    """What a record says, as a digest: texts, attributes, each image's path and bytes, and the version of
+    the entity extraction that read it.
 
     Stored on the Record node; a re-ingest compares it to tell an edited record from an unchanged one.
     An unreadable image enters as its error, so a record that stays broken the same way stays unchanged.
+    A workspace ingested before the extraction changed gets the new entities on its next ingest (its images
+    are not encoded again: their vectors are kept by content), instead of keeping the old ones for good.
     """
     images = [
         f"{path}\x1f{ids.image_id(blob)}" if isinstance(blob, bytes) else f"{path}\x1fbad: {blob}"
@@ -123,6 +126,7 @@ def content_digest(record: Record, blobs: Sequence[bytes | str]) -> str:
         "texts": [[t.kind, t.text.strip(), t.image] for t in record.texts],
         "attributes": [list(a) for a in record.attributes],
         "images": images,
+        "extraction": EXTRACTION_VERSION,
     }
     return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 

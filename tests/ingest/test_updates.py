@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from mmkg.cli import main
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Label, Rel
 from mmkg.index.faiss_index import FaissIndex
+from mmkg.ingest import batch, pipeline
+from mmkg.ingest.entities import EXTRACTION_VERSION, Entity
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
@@ -102,6 +105,32 @@ def test_an_edited_row_replaces_the_old_record(
     assert "Quokka Velvet Parka" in found and old_name not in found
     magenta = run_json(capsys, "search", "a parka", "--where", "baseColour=Magenta", "--home", str(home))
     assert [h["record"] for h in magenta["results"]] == [rid]
+    same = run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")
+    assert (same["updated"], same["already_present"]) == (0, 16)
+
+
+def test_a_workspace_ingested_by_an_older_extraction_gets_the_new_entities(
+    capsys: pytest.CaptureFixture[str], home: Path, catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an upgrade that changes entity extraction (`chest x` and `ray` for `chest x-ray` before the
+    fourteenth session's fix), ingesting the same source again extracts every record again: the old entities go,
+    and the workspace equals a fresh ingest. Until then it kept the old entities for good."""
+    real = pipeline.extract_entities
+
+    def older(texts: Sequence[str]) -> list[list[Entity]]:  # what an older extraction found: one entity more
+        return [[*ents, Entity("chest x", "concept")] for ents in real(texts)]
+
+    monkeypatch.setattr(batch, "EXTRACTION_VERSION", EXTRACTION_VERSION - 1)
+    monkeypatch.setattr(pipeline, "extract_entities", older)
+    assert run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")["ingested"] == 16
+    assert "ent:chest x" in snapshot(home)["nodes"]
+    monkeypatch.undo()
+
+    again = run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")
+    assert (again["updated"], again["already_present"]) == (16, 0)
+    snap = snapshot(home)
+    assert "ent:chest x" not in snap["nodes"]
+    assert snap == fresh_snapshot(home, catalog, tmp_path, capsys)
     same = run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")
     assert (same["updated"], same["already_present"]) == (0, 16)
 
