@@ -77,11 +77,18 @@ class Backend:
 
     @property
     def store(self) -> GraphStore:
-        """The graph store, opened on first use (raises StoreUnavailableError when it cannot be reached)."""
-        with self._lock:
-            if self._store is None:
-                self._store = self._store_opener(self.settings)
-            return self._store
+        """The graph store, opened on first use (raises StoreUnavailableError when it cannot be reached). Once
+        open it is read without the lock, so a page never waits behind a search: the warm-up holds the lock
+        while it loads the encoders, and the explorer's first page (it asks the store whether it is empty) had
+        waited over a minute for it on 2 busy cores. The stores serve concurrent reads (the memory store reads
+        safely against writes, Neo4j opens a session per call)."""
+        store = self._store
+        if store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = self._store_opener(self.settings)
+                store = self._store
+        return store
 
     # --- searching -----------------------------------------------------------------------
 
@@ -116,6 +123,7 @@ class Backend:
         engine, the text encoder and the entity parser (MedPix workspace: 8.7 s cold, 0.16 s warmed up). A
         failure here is the first real search's to report."""
         try:
+            _ = self.store  # opened first: the page reads it while the search loads the encoders
             self.search(Query(text=WARM_UP_QUERY), k=1, target="images", mode=self.modes()[0])
         except Exception:
             log.debug("warming up the explorer's search failed", exc_info=True)

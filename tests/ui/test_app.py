@@ -320,3 +320,29 @@ def test_warming_up_runs_one_search_and_never_raises(tiny: TinyCollection) -> No
     Backend(tiny.settings, store=tiny.store, retrievers={"dense": retriever}).warm_up()
     assert [(q.text, k, target) for q, k, target in retriever.calls] == [("photo", 1, "images")]
     Backend(tiny.settings, store=tiny.store, retrievers={"dense": _Failing(StoreUnavailableError("down"))}).warm_up()
+
+
+def test_the_store_is_read_while_a_search_holds_the_backend(tiny: TinyCollection) -> None:
+    """The explorer's first page asks the store whether it is empty while the warm-up search loads the encoders
+    with the backend's lock held; it must not wait for that search (it had waited over a minute under load)."""
+    import threading
+
+    backend = Backend(tiny.settings, store=tiny.store, retrievers={"dense": WordRetriever(tiny)})
+    searching, done = threading.Event(), threading.Event()
+
+    def long_search() -> None:
+        with backend._lock:  # what a search holds while it loads the encoders
+            searching.set()
+            done.wait(30)
+
+    worker = threading.Thread(target=long_search)
+    worker.start()
+    try:
+        assert searching.wait(10)
+        read = threading.Thread(target=lambda: logic.is_empty(backend.store))
+        read.start()
+        read.join(5)
+        assert not read.is_alive(), "reading the store waited for the search"
+    finally:
+        done.set()
+        worker.join()
