@@ -3,6 +3,7 @@ and the plain messages (empty workspace, bad upload, store down, encoder not rea
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -325,8 +326,6 @@ def test_warming_up_runs_one_search_and_never_raises(tiny: TinyCollection) -> No
 def test_the_store_is_read_while_a_search_holds_the_backend(tiny: TinyCollection) -> None:
     """The explorer's first page asks the store whether it is empty while the warm-up search loads the encoders
     with the backend's lock held; it must not wait for that search (it had waited over a minute under load)."""
-    import threading
-
     backend = Backend(tiny.settings, store=tiny.store, retrievers={"dense": WordRetriever(tiny)})
     searching, done = threading.Event(), threading.Event()
 
