@@ -419,10 +419,11 @@ class RecordRanker:
         if weights.graph_entity and len(t.entity_ids):
             prof, prof_t = self._entity_profiles(weights.tag_weight)
             raw["graph_entity"] = np.asarray(((start @ prof) @ prof_t).todense(), dtype=np.float32)
-        if weights.graph_image and t.image_vecs.shape[0]:
-            raw["graph_image"] = _masked((start @ t.record_image_vecs) @ t.record_image_vecs.T, t.has_image)
-        if weights.graph_text and t.text_vecs.shape[0]:
-            raw["graph_text"] = _masked((start @ t.record_text_vecs) @ t.record_text_vecs.T, t.has_text)
+        for name, on in (("graph_image", weights.graph_image and t.image_vecs.shape[0]),
+                         ("graph_text", weights.graph_text and t.text_vecs.shape[0])):
+            if on:
+                vecs, present = self._graph_vectors(name)
+                raw[name] = _masked((start @ vecs) @ vecs.T, present)
         for name, values in raw.items():
             values[rows, seeds] += p * self.echo(name, seeds.ravel(), weights).reshape(seeds.shape)
         return {name: _standardise(values) for name, values in raw.items()}, seeds, p
@@ -450,7 +451,7 @@ class RecordRanker:
         cache = self._echo_cache.setdefault(key, np.full(len(t), np.nan, np.float32))
         todo = np.unique(rows[np.isnan(cache[rows])])
         if name != "graph_entity" and len(t) > self.exact_max:
-            vecs, present = self._record_vecs(name)
+            vecs, present = self._graph_vectors(name)
             sig = self._dense_signal(name, weights)[0]
             for row in todo:
                 near = sig.nearest(vecs[row], 8)
@@ -469,7 +470,7 @@ class RecordRanker:
             cache[part] = np.where(np.isfinite(nearest) & np.isfinite(own), nearest - own, 0.0)
         return cache[rows]
 
-    def _record_vecs(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def _graph_vectors(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The record vectors graph signal `name` compares (`graph_image`, `graph_text`), and who has one."""
         t = self.table
         return (t.record_image_vecs, t.has_image) if name == "graph_image" else (t.record_text_vecs, t.has_text)
@@ -479,7 +480,7 @@ class RecordRanker:
         if name == "graph_entity":
             prof, prof_t = self._entity_profiles(weights.tag_weight)
             return np.asarray((prof[rows] @ prof_t).todense(), dtype=np.float32)
-        vecs, present = self._record_vecs(name)
+        vecs, present = self._graph_vectors(name)
         return np.where(present[None, :], vecs[rows] @ vecs.T, -np.inf).astype(np.float32)
 
     # --- fusion -----------------------------------------------------------------------------
@@ -526,8 +527,7 @@ class RecordRanker:
             elif name == "gnn":
                 sig = DenseSignal.build(sp.identity(len(t), np.float32, format="csr"), self.refined(weights)[0])
             else:
-                present, vecs = ((t.has_image, t.record_image_vecs) if name == "graph_image"
-                                 else (t.has_text, t.record_text_vecs))
+                vecs, present = self._graph_vectors(name)
                 sig = DenseSignal.build(sp.diags(present.astype(np.float32), format="csr"), vecs,
                                         like=self._dense_signal(name.removeprefix("graph_"), weights)[0])
             self._dense_cache[key] = sig
@@ -599,9 +599,10 @@ class RecordRanker:
                 raw[seeds[0]] += seed_w[0] * self.echo("graph_entity", seeds[0], w)
                 full["graph_entity"] = _standardise(raw[None, :])[0]
                 pools.append(best_rows(full["graph_entity"], PER_SIGNAL))
-            for name, on, vecs in (("graph_image", w.graph_image and t.image_vecs.shape[0], t.record_image_vecs),
-                                   ("graph_text", w.graph_text and t.text_vecs.shape[0], t.record_text_vecs)):
+            for name, on in (("graph_image", w.graph_image and t.image_vecs.shape[0]),
+                             ("graph_text", w.graph_text and t.text_vecs.shape[0])):
                 if on:
+                    vecs = self._graph_vectors(name)[0]
                     sig = self._dense_signal(name, w)[0]
                     centre = (start @ vecs)[0].astype(np.float32)
                     dense[name] = (sig, centre)
