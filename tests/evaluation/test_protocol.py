@@ -152,13 +152,14 @@ def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(fashion
 
 def test_tuning_keeps_a_photo_querys_own_look(fashion_subset, catalog_gallery, tmp_path: Path) -> None:
     """Tuned for mAP alone, a photo query dropped its own similarity and ranked by the attribute values predicted
-    for it; its `image` weight now stays as given while every other weight tunes."""
+    for it; its `image` weight now stays as given while every other weight tunes. So does `closest`, which dev
+    photos held out of the gallery cannot measure (a photo of a record in the gallery finding that record)."""
     gallery, tuner = _photo_tuner(fashion_subset, catalog_gallery, tmp_path)
     try:
-        for look in (1.0, 0.5):
-            start = replace(DEFAULT_IMAGE, image=look, attribute=0.0)
+        for look, closest in ((1.0, 0.5), (0.5, 2.0)):
+            start = replace(DEFAULT_IMAGE, image=look, attribute=0.0, closest=closest)
             chosen, _ = tuner.tune(start)
-            assert chosen.image == look
+            assert (chosen.image, chosen.closest) == (look, closest)
             assert chosen != start  # the rest did tune: the predicted type is worth more than nothing here
     finally:
         gallery.close()

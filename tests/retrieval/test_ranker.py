@@ -16,12 +16,14 @@ from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
 from mmkg.evaluation.systems import baseline_scores
 from mmkg.retrieval.lexical import Bm25Index, tokenize
 from mmkg.retrieval.ranker import (
+    DEFAULT_IMAGE,
     DEFAULT_TEXT,
     SIGNALS,
     QuerySet,
     RankingConfig,
     RankWeights,
     RecordRanker,
+    closest_signal,
     reciprocal_rank_fusion,
 )
 from mmkg.retrieval.record_search import RecordRetriever
@@ -294,6 +296,16 @@ def test_weights_saved_before_hub_took_nnn_units_take_the_default_hub() -> None:
     assert RankingConfig.from_json(replace(old, text=replace(old.text, hub=0.6)).to_json()).text.hub == 0.6
 
 
+def test_a_weight_saved_before_it_existed_takes_its_modalitys_default() -> None:
+    """A workspace tuned before `closest` existed keeps its tuned weights and gains the default `closest`."""
+    saved = RankingConfig(replace(DEFAULT_TEXT, lexical=2.0), replace(DEFAULT_IMAGE, attribute=1.0), "fashion dev")
+    obj = saved.to_json()
+    for kind in ("text", "image"):
+        del obj[kind]["closest"]
+    old = RankingConfig.from_json(obj)
+    assert old == saved and old.image.closest == DEFAULT_IMAGE.closest > 0
+
+
 def test_an_image_query_reads_the_texts_only_of_records_without_an_image() -> None:
     """A product with a photo answers a photo with that photo: its name's cross-modal similarity does not score it
     (it picked the wrong seeds: a formal shoe's photo found sandals). A caption without an image has only its text,
@@ -321,3 +333,48 @@ def test_an_image_query_reads_the_texts_only_of_records_without_an_image() -> No
         assert scored.fused[0].argmax() == 0  # the shoe's own look, not the sandal's name ("shoe"-like text)
     words = RecordRanker(table).score(QuerySet("text", unit([1, 0, 0.2, 0])[None, :]), weights).signals["text"][0]
     assert words[1] == words.max() and np.count_nonzero(words) == n
+
+
+def test_closest_credits_the_nearest_images_by_rank_and_the_same_picture_alike() -> None:
+    raw = np.array([[0.9, 0.5, np.nan, 0.9, 0.7, 0.1]], np.float32)
+    got = closest_signal(raw)[0]
+    np.testing.assert_allclose(got, [1.0, 1 / 4, 0.0, 1.0, 1 / 3, 1 / 5])  # two copies of a picture share rank 1
+
+
+def test_a_photo_of_a_record_finds_that_record_before_its_look_alike() -> None:
+    """A shopper's photo of a product in the catalog (here a slightly changed copy of its picture) must find that
+    product first. Its look-alike states the brand and type predicted for the photo, which the attribute signal
+    rewards, and the photo's own product beats it on the image signal by a fraction of a z-unit: untuned, without
+    `closest`, the look-alike came first. Exact and candidate search agree."""
+    unit = lambda v: (np.asarray(v, np.float32) / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    rng = np.random.default_rng(0)
+    own = unit(rng.normal(size=16))
+    look = unit(own + 0.4 * unit(rng.normal(size=16)))
+    images = np.stack([own, look, *[unit(rng.normal(size=16)) for _ in range(40)]])
+    names = ["own", "look", *[f"other {i}" for i in range(40)]]
+    stated = ([["colour:White"], ["colour:White", "brand:Nike", "type:Tshirts"]]
+              + [["colour:Black", "brand:Nike", "type:Tshirts"]] * 20
+              + [["colour:Black", "brand:Puma", "type:Shoes"]] * 20)
+    entities = sorted({e for es in stated for e in es})
+    n = len(names)
+    eye = sp.identity(n, np.float32, format="csr")
+    rec_entity = sp.csr_matrix((np.ones(sum(map(len, stated)), np.float32),
+                                ([i for i, es in enumerate(stated) for _ in es],
+                                 [entities.index(e) for es in stated for e in es])), shape=(n, len(entities)))
+    table = RecordTable(
+        ids=[f"rec:{x}" for x in names], names=names, sources=["t"] * n, attributes=stated,
+        image_ids=[f"img:{x}" for x in names], image_paths=[f"{x}.jpg" for x in names], image_vecs=images,
+        text_ids=[], text_strings=[], text_kinds=[], text_vecs=np.zeros((0, 16), np.float32),
+        entity_ids=[f"ent:{e.casefold()}" for e in entities], entity_names=entities,
+        rec_image=eye, rec_text=sp.csr_matrix((n, 0), dtype=np.float32), rec_entity=rec_entity,
+        rec_tag=sp.csr_matrix((n, len(entities)), dtype=np.float32), attribute_entity=np.ones(len(entities), bool),
+        bm25=Bm25Index(names))
+    photo = unit(own + 0.15 * unit(rng.normal(size=16)))
+    predicted = [[(f"ent:{e.casefold()}", 0.9) for e in ("brand:Nike", "type:Tshirts", "colour:White")]]
+    query = QuerySet("image", photo[None, :], None, predicted)
+    ranker = RecordRanker(table)
+    assert names[int(ranker.score(query, replace(DEFAULT_IMAGE, closest=0.0)).fused[0].argmax())] == "look"
+    for searcher in (ranker, RecordRanker(table, exact_max=0)):
+        scored = searcher.search_scores(query, DEFAULT_IMAGE)
+        assert names[int(scored.fused[0].argmax())] == "own"
+        assert scored.signals["closest"][0][:2].tolist() == [1.0, 0.5]
