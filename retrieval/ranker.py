@@ -6,6 +6,8 @@ For a query q and a record r (retrieval/records.py), the signals are
 * `text`: the best dense similarity of q to one of r's texts (for an image query, only a record without an image
   is scored by its texts: `RecordRanker.text_members`);
 * `image`: the best dense similarity of q to one of r's images;
+* `closest`: an image query's credit, 1 / rank, to the records of its `CLOSEST_K` nearest images, so that a
+  photo of a record in the collection finds that record (`closest_signal`);
 * `attribute`: the IDF-weighted share of q's concepts that r states (attributes, mentions; a stated
   attribute and a mention of the same word are one concept), predicted image tags counting `tag_weight`
   of a stated one;
@@ -25,7 +27,7 @@ For a query q and a record r (retrieval/records.py), the signals are
   through what its neighbours in the graph state, not only through its own words or pixels, and an
   image query reaches the attributes of the products it resembles.
 
-Each signal is standardised per query over the collection (z-score: a query's scores depend only on the
+Each signal but `closest` is standardised per query over the collection (z-score: a query's scores depend only on the
 query and the collection searched, never on other queries) and the fused score is their weighted sum.
 Weights are kept per query modality (`text`, `image`) in a `RankingConfig`, tuned on a dev split of the
 collection being served and saved in its workspace. Search, the explorer and `mmkg eval` all score
