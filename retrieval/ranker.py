@@ -131,9 +131,8 @@ MedPix; flickr8k states no attributes), R@10 57.4 -> 61.2 / 62.9 -> 60.7. A high
 page (at 1.0: 37.3 / 23.8, R@10 58.7 / 56.2), which a collection's own `mmkg tune` may choose. `closest` at 0.5
 lets a photo of a record in the collection find that record (benchmarks/known_item.py's 300 catalog photos as stored
 / degraded, ranked against every record, first: 84.0 / 61.3 % at 0, 92.3 / 72.3 at 0.25, 95.0 / 77.7 at 0.5, 97.0 /
-82.7 at 1, 98.0 / 84.3 at 2) for a little of
-category search (dev mAP fashion / MedPix 32.7 / 23.9 at 0, 32.2 / 23.7 at 0.25, 31.8 / 23.6 at 0.5, 30.5 / 23.1 at 1,
-28.8 / 21.9 at 2; fashion R@1 38.0, 37.8, 37.0, 32.4, 29.8)."""
+82.7 at 1, 98.0 / 84.3 at 2) for a little of category search (dev mAP fashion / MedPix 32.7 / 23.9 at 0, 32.2 /
+23.7 at 0.25, 31.8 / 23.6 at 0.5, 30.5 / 23.1 at 1, 28.8 / 21.9 at 2; fashion R@1 38.0, 37.8, 37.0, 32.4, 29.8)."""
 
 CONFIG_VERSION = 2
 """2: `hub` counts in units of the query's spread of similarities (NNN's alpha). A config saved before keeps its
