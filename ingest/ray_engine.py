@@ -55,7 +55,7 @@ class RayEngine:
                     ray.init(address=self.settings.ray_address, **options)
                 else:
                     ray.init(num_cpus=self.settings.ingest_threads(), **options)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # Ray raises a bare Exception when its node times out starting (under load)
                 where = self.settings.ray_address or "a local Ray"
                 raise UserInputError(f"cannot start the Ray ingest engine on {where}: {exc}") from exc
             self._started = True
@@ -81,8 +81,16 @@ class RayEngine:
         rows = self._rows(items, source, known)
         stream = self._loaded(rows)
         size = self.settings.ingest_batch
-        for start in range(0, len(items), size):
-            yield [item if isinstance(item, Skip) else next(stream) for item in items[start : start + size]]
+        # Ray Data's iterator is run to its end (or closed, on an error) here, so that its executor threads stop
+        # before `ray.shutdown`: a thread that calls into Ray after the shutdown makes Ray end the whole process
+        # (`_exit(1)` after "The core worker process is not initialized yet or already shutdown"), which killed
+        # a test run once, under load, right after a Ray ingest.
+        try:
+            for start in range(0, len(items), size):
+                yield [item if isinstance(item, Skip) else next(stream) for item in items[start : start + size]]
+            assert next(stream, None) is None, "Ray Data returned more records than it was given"
+        finally:
+            stream.close()
 
     def _rows(self, items: list[Record | Skip], source: str, known: KnownDigests) -> list[dict[str, Any]]:
         """One row per Record, in source order: the record, its id and the digest stored for it (if complete)."""
