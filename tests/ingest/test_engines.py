@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from mmkg.cli import main
+from mmkg.errors import UserInputError
 from mmkg.index.faiss_index import FaissIndex
+from mmkg.ingest.ray_engine import RayEngine
+from mmkg.settings import Settings
 
 QUERY = "blue shirt for men"
 
@@ -120,3 +123,17 @@ def test_coco_on_ray_into_milvus_matches_the_local_engine_into_faiss(
 
 def top10(capsys: pytest.CaptureFixture[str], home: Path, query: str) -> list[str]:
     return [h["id"] for h in run_json(capsys, "search", query, "--home", str(home), "-k", "10")["results"]]
+
+
+def test_a_ray_that_does_not_start_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """On two busy cores a local Ray once timed out starting, with a bare `Exception` that the CLI reported as an
+    internal error. Ray's start is replaced here by that failure (making Ray time out for real takes minutes)."""
+    import ray
+
+    def timed_out(*args: Any, **kwargs: Any) -> None:
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(ray, "init", timed_out)
+    engine = RayEngine(Settings.load(home=tmp_path))
+    with pytest.raises(UserInputError, match="cannot start the Ray ingest engine on a local Ray: The current node"):
+        engine.__enter__()
