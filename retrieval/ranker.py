@@ -589,14 +589,12 @@ class RecordRanker:
             # are near-identical, and an approximate search that misses one changes every gnn score.
             refined = refine_query(q[None, :], records, entities, w.gnn_alpha, entity_weights=links)[0]
             dense["gnn"] = (sig, refined)
-        if queries.kind == "image" and "image" in dense:
-            sig = dense["image"][0]
-            near = np.full((1, n), np.nan, np.float32)
-            pool = sig.nearest(q, PER_SIGNAL)
-            near[0, pool] = sig.raw(q, pool)
-            full["closest"] = closest_signal(near)[0]
-        pools = [best_rows(v, PER_SIGNAL) for v in full.values()]
-        pools += [sig.nearest(v, PER_SIGNAL) for sig, v in dense.values()]
+        nearest = {name: sig.nearest(v, PER_SIGNAL) for name, (sig, v) in dense.items()}
+        pools = [best_rows(v, PER_SIGNAL) for v in full.values()] + list(nearest.values())
+        if queries.kind == "image" and "image" in dense:  # its records are among the image signal's nearest
+            raw_image = np.full((1, n), np.nan, np.float32)
+            raw_image[0, nearest["image"]] = dense["image"][0].raw(q, nearest["image"])
+            full["closest"] = closest_signal(raw_image)[0]
         cand = np.unique(np.concatenate(pools)) if pools else np.arange(n)
         moments = {name: sig.moments(v) for name, (sig, v) in dense.items()}
         spread = {s: np.array([moments[s][1]], np.float32) for s in ("image", "text") if s in moments}
