@@ -1,8 +1,9 @@
 """Lexical search: BM25 (the maintained `bm25s` library) over each record's texts and attribute values.
 
-Tokens are lower-cased words, English-stemmed with PyStemmer (`shoes` meets `shoe`), and Chinese runs
-segmented with jieba, so a query in either script matches the words a record states; a Chinese query word
-that no record states counts through its English senses (retrieval/translate.py), and an English one also
+Tokens are lower-cased words, English-stemmed with PyStemmer (`shoes` meets `shoe`), a hyphenated compound
+also closed up (`t-shirt` meets `tshirts`; a query's compound counts once, by the reading a record writes), and
+Chinese runs segmented with jieba, so a query in either script matches the words a record states; a Chinese query
+word that no record states counts through its English senses (retrieval/translate.py), and an English one also
 through the related forms the collection states (`femur` - `femoral`, `golden` - the facet value `gold`:
 retrieval/word_forms.py).
 """
@@ -19,7 +20,15 @@ import Stemmer
 
 from mmkg.ingest.entities import HAN
 from mmkg.retrieval.translate import WORD, han_words, segment_han, translations
-from mmkg.retrieval.word_forms import RELATED_WEIGHT, SYNONYM_WEIGHT, facet_synonyms, related_forms
+from mmkg.retrieval.word_forms import (
+    COMPOUND,
+    RELATED_WEIGHT,
+    SYNONYM_WEIGHT,
+    WORDS_AND_COMPOUNDS,
+    facet_synonyms,
+    joined_compounds,
+    related_forms,
+)
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -44,13 +53,16 @@ def _stemmer():  # type: ignore[no-untyped-def]
 
 
 def tokenize(text: str) -> list[str]:
-    """Words of `text` as BM25 terms: stemmed English, jieba-segmented Chinese, other scripts as words."""
+    """Words of `text` as BM25 terms: stemmed English (a hyphenated compound also as one closed-up word),
+    jieba-segmented Chinese, other scripts as words."""
     out: list[str] = []
-    for word in WORD.findall(text.casefold()):
+    folded = text.casefold()
+    for word in WORD.findall(folded):
         if HAN.search(word):
             out += segment_han(word)
         elif word not in STOPWORDS:
             out.append(IRREGULAR_PLURALS.get(word, word))
+    out += [w for w in joined_compounds(folded) if not HAN.search(w)]
     stemmer = _stemmer()
     return [t if HAN.search(t) else stemmer.stemWord(t) for t in out]
 
@@ -71,14 +83,14 @@ class Bm25Index:
 
     def scores(self, query: str) -> np.ndarray:
         """(documents,) scores; all zero when no query term occurs in the collection."""
-        terms = tokenize(query)
-        if not self.size or not terms:
+        if not self.size or not tokenize(query):
             return np.zeros(self.size, np.float32)
         vocab = self.model.vocab_dict
-        out = np.zeros(self.size, np.float32)
-        known = [t for t in terms if t in vocab]
-        if known:
-            out += np.asarray(self.model.get_scores(known), dtype=np.float32)
+        out = self._terms_score([t for t in tokenize(COMPOUND.sub(" ", query)) if t in vocab])
+        for compound in COMPOUND.findall(query):  # counted once, by the reading a record writes (`tshirt`, `t shirt`)
+            closed = [t for t in tokenize(joined_compounds(compound)[0]) if t in vocab]
+            apart = [t for word in WORD.findall(compound) for t in tokenize(word) if t in vocab]
+            out += np.maximum(self._terms_score(closed), self._terms_score(apart))
         for senses in self.translations(query).values():  # a Chinese word the collection lacks: its English senses
             for sense, weight in senses:
                 sense_terms = [t for t in tokenize(sense) if t in vocab]
@@ -88,6 +100,12 @@ class Bm25Index:
             for form, weight in forms.items():
                 out += weight * np.asarray(self.model.get_scores(tokenize(form)), dtype=np.float32)
         return out
+
+    def _terms_score(self, terms: list[str]) -> np.ndarray:
+        """BM25 of these known terms, summed (zeros for none)."""
+        if not terms:
+            return np.zeros(self.size, np.float32)
+        return np.asarray(self.model.get_scores(terms), dtype=np.float32)
 
     def related(self, query: str) -> dict[str, list[str]]:
         """The query's English words -> their related forms (retrieval/word_forms.py) that the collection states
@@ -114,15 +132,23 @@ class Bm25Index:
     def translations(self, query: str) -> dict[str, list[tuple[str, float]]]:
         """The query's Chinese words that no document contains, with their English senses."""
         vocab = self.model.vocab_dict if self.size else {}
-        return translations(query, lambda word: all(t in vocab for t in tokenize(word)),
-                            lambda word: bool(t := tokenize(word)) and set(t) <= self._facet_terms)
+        parts = lambda word: [t for w in WORD.findall(word) for t in tokenize(w)]  # noqa: E731 (a compound's, apart)
+        return translations(query, lambda word: all(t in vocab for t in parts(word)),
+                            lambda word: bool(t := parts(word)) and set(t) <= self._facet_terms)
 
     def matched_terms(self, query: str, document: str) -> list[str]:
         """The query's words that `document` contains (for the explanation); a translated word shows the sense
         that matched, a word met through a related form shows that form: `皮带 (leather belt)`, `femur (femoral)`."""
         have = set(tokenize(document))
-        words = [w for w in WORD.findall(query) if w.casefold() not in STOPWORDS]
-        out = [w for w in dict.fromkeys(words) if any(t in have for t in tokenize(w))]
+
+        def stated(word: str) -> bool:  # a compound: closed up, or every part
+            parts = [t for w in WORD.findall(word) for t in tokenize(w)]
+            if not COMPOUND.fullmatch(word):
+                return any(t in have for t in parts)
+            return bool(set(tokenize(joined_compounds(word)[0])) & have) or all(t in have for t in parts)
+
+        words = [w for w in WORDS_AND_COMPOUNDS.findall(query) if w.casefold() not in STOPWORDS]
+        out = [w for w in dict.fromkeys(words) if stated(w)]
         for word, senses in self.translations(query).items():
             hit = next((s for s, _ in senses if any(t in have for t in tokenize(s))), None)
             if hit is not None:

@@ -46,12 +46,24 @@ def _stem(token: str) -> str:
 
 
 def _key(text: str) -> tuple[str, ...]:
-    return tuple(_stem(t) for t in re.findall(r"\w+", ids.normalize_name(text)))
+    """The words of `text`, a hyphenated compound closed up into one (`t-shirt` is `tshirt`, as the catalog's
+    type `Tshirts` is: retrieval/word_forms.py)."""
+    return _readings(text)[0]
+
+
+def _readings(text: str) -> list[tuple[str, ...]]:
+    """`_key`, then, where it has a compound, the words with the compound's parts apart (`t`, `shirt`): the query
+    `t shirt` still meets the mention `t-shirt`."""
+    normal = ids.normalize_name(text)
+    closed = [re.sub(r"[-\u2010]", "", w) for w in re.findall(r"\w+(?:[-\u2010]\w+)*", normal)]
+    apart = re.findall(r"\w+", normal)
+    return list(dict.fromkeys(tuple(_stem(t) for t in words) for words in (closed, apart)))
 
 
 def concept_terms(name: str, is_attribute: bool) -> tuple[str, ...]:
     """The words an entity stands for, with an attribute's key dropped: `articleType:Heels` and the mention
-    `heels` both stand for `heel`, so a record that states the one covers a query that names the other."""
+    `heels` both stand for `heel`, so a record that states the one covers a query that names the other (and
+    `articleType:Tshirts` and the mention `t-shirt` both stand for `tshirt`)."""
     return _key(name.split(":", 1)[1] if is_attribute and ":" in name else name)
 
 
@@ -68,17 +80,17 @@ class QueryLinker:
         for node in store.iter_nodes(Label.ENTITY):
             name = str(node.props.get("name", node.id[4:]))
             is_attribute = node.props.get("kind") == "attribute"
-            key = concept_terms(name, is_attribute)
-            if key:
-                self._by_key.setdefault(key, []).append((node.id, name))
-                if is_attribute:
-                    self._facets.setdefault(key, []).append((node.id, name))
+            for key in _readings(name.split(":", 1)[1] if is_attribute and ":" in name else name):
+                if key:
+                    self._by_key.setdefault(key, []).append((node.id, name))
+                    if is_attribute:
+                        self._facets.setdefault(key, []).append((node.id, name))
 
     def _named(self, text: str) -> list[tuple[str, str]]:
-        """(entity id, name) of the entities whose words `text` names, longest first."""
-        tokens = _key(text)
-        return [hit for n in range(min(MAX_NGRAM, len(tokens)), 0, -1) for start in range(len(tokens) - n + 1)
-                for hit in self._by_key.get(tokens[start : start + n], [])]
+        """(entity id, name) of the entities whose words `text` names, longest first in each of its `_readings`."""
+        hits = [hit for tokens in _readings(text) for n in range(min(MAX_NGRAM, len(tokens)), 0, -1)
+                for start in range(len(tokens) - n + 1) for hit in self._by_key.get(tokens[start : start + n], [])]
+        return list(dict.fromkeys(hits))
 
     def for_text(self, text: str) -> list[QueryEntity]:
         found: dict[str, QueryEntity] = {}

@@ -1,6 +1,7 @@
 """Relational adjectives and the nouns they pertain to (WordNet's pertainyms): `femoral` - `femur`, `renal` -
 `kidney`, `hepatic` - `liver`, `osseous` - `bone`; and the synonyms of an adjective's commonest sense (`golden` -
-`gold`, `crimson` - `red`), which link a query word to the facet value a catalog states (`QueryLinker`).
+`gold`, `crimson` - `red`), which link a query word to the facet value a catalog states (`QueryLinker`); and a
+hyphenated compound's closed form (`t-shirt` - `tshirt`).
 
 Case notes say `femoral neck fracture` where a radiologist types `fracture of the femur`; the stemmer keeps
 the two words apart, so BM25 never matched them and the encoder's similarity ranked those cases ninth and
@@ -31,8 +32,22 @@ SYNONYM_WEIGHT = 1.0
 colour), unlike a pertainym; with half weight, `scarlet dress` ranked the catalog's one red dress below the black
 ones."""
 _DATA = "net/sf/extjwnl/data/wordnet/wn31/"
+COMPOUND = re.compile(r"[^\W_]+(?:[-\u2010][^\W_]+)+")
+"""Words joined by hyphens (`t-shirt`, `x-ray`, `non-contrast`)."""
+WORDS_AND_COMPOUNDS = re.compile(r"[^\W_]+(?:[-\u2010][^\W_]+)*")
+"""A text's words, a compound as one (`yellow`, `t-shirt`): the words an explanation names."""
 _MARKER = re.compile(r"\([a-z]+\)$")
 """An adjective's syntactic marker (`galore(ip)`)."""
+
+
+def joined_compounds(text: str) -> list[str]:
+    """The hyphenated compounds of `text`, each closed up into one word (`T-shirt` -> `Tshirt`). A catalog names
+    the same garment `T-shirt` in one product and `Tshirts` in the next (and states the type `Tshirts`); read as
+    the words `t` and `shirt`, the query `yellow t-shirt kids` never met the one yellow kids' T-shirt, named
+    `ADIDAS Kids Boys Printed Yellow Tshirts` (twelfth). The closed form is read beside the parts, as Lucene's
+    word-delimiter filter catenates them: a record that writes `tshirt` and one that writes `t-shirt` both meet
+    either query."""
+    return [re.sub(r"[-\u2010]", "", c) for c in COMPOUND.findall(text)]
 
 
 def related_forms(word: str) -> tuple[str, ...]:

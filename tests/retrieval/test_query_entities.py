@@ -9,7 +9,7 @@ import numpy as np
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Label, Node
 from mmkg.index.faiss_index import FaissIndex
-from mmkg.retrieval.query_entities import QueryLinker, _key
+from mmkg.retrieval.query_entities import QueryLinker, _key, concept_terms
 
 
 def linker(tmp_path: Path) -> tuple[QueryLinker, FaissIndex]:
@@ -82,3 +82,17 @@ def test_an_adjective_links_to_the_facet_value_its_synonym_names(tmp_path: Path)
     assert found["baseColour:Gold"].score == 1.0 and found["articleType:Watches"].via == ""
     assert {e.name for e in link.for_text("red watch")} == {"baseColour:Red", "articleType:Watches"}
     assert {e.name for e in link.for_text("a large watch")} == {"articleType:Watches"}  # `big`: no facet here
+
+
+def test_a_hyphenated_compound_links_to_the_facet_value_written_closed(tmp_path: Path) -> None:
+    """The catalog's type is `Tshirts`, its names say `T-shirt`: both are one concept, which `t-shirt`, `tshirt`
+    and `t shirt` all name; `shirt` alone does not."""
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = [("articleType:Tshirts", "attribute"), ("articleType:Shirts", "attribute"), ("polo t-shirt", "concept")]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    link = QueryLinker(store, FaissIndex(dim=4))
+    assert concept_terms("articleType:Tshirts", True) == concept_terms("t-shirt", False) == ("tshirt",)
+    assert "articleType:Tshirts" in {e.name for e in link.for_text("yellow t-shirt")}
+    assert {e.name for e in link.for_text("polo tshirt")} == {"articleType:Tshirts", "polo t-shirt"}
+    assert "polo t-shirt" in {e.name for e in link.for_text("polo t shirt")}
+    assert {e.name for e in link.for_text("white shirt")} == {"articleType:Shirts"}

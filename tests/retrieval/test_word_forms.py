@@ -73,3 +73,17 @@ def test_a_word_that_is_no_facet_meets_the_facet_value_its_synonym_names() -> No
     np.testing.assert_allclose(scores, Bm25Index(docs).scores("gold golden watch"), rtol=1e-5)
     assert Bm25Index(docs).related("golden watch") == {}  # without facets, no synonyms
     assert Bm25Index(["red top", "crimson top"], facets=["Red", "Crimson"]).related("crimson top") == {}
+
+
+def test_a_hyphenated_compound_meets_its_closed_form() -> None:
+    """`yellow t-shirt kids`: the catalog's one yellow kids' T-shirt is named `... Yellow Tshirts`; read as `t` and
+    `shirt`, the query met only the men's `T-shirt`s, and now it meets the kids' one first. A query written closed
+    (`tshirt`) meets a name written with the hyphen, and a shirt is no T-shirt."""
+    names = ["ADIDAS Kids Boys Printed Yellow Tshirts", "Basics Men Yellow Polo T-shirt", "Roadster Men Yellow Shirts"]
+    index = Bm25Index(names)
+    assert index.scores("yellow t-shirt kids").argmax() == 0
+    closed = index.scores("tshirt")
+    assert closed[0] > 0 and closed[1] > 0 and closed[2] == 0
+    assert index.matched_terms("yellow t-shirt kids", names[0]) == ["yellow", "t-shirt", "kids"]
+    assert index.matched_terms("yellow t-shirt", names[1]) == ["yellow", "t-shirt"]
+    assert index.matched_terms("yellow t-shirt", names[2]) == ["yellow"]
