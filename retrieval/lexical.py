@@ -67,6 +67,11 @@ def tokenize(text: str) -> list[str]:
     return [t if HAN.search(t) else stemmer.stemWord(t) for t in out]
 
 
+def _joinable(word: str) -> bool:
+    """A word that may close up with its neighbour into one the collection states (`hand` `bag`)."""
+    return word.isalpha() and not HAN.search(word) and word.casefold() not in STOPWORDS
+
+
 class Bm25Index:
     """BM25 scores of a query against every document (a record's words), by document row."""
 
@@ -86,11 +91,12 @@ class Bm25Index:
         if not self.size or not tokenize(query):
             return np.zeros(self.size, np.float32)
         vocab = self.model.vocab_dict
-        out = self._terms_score([t for t in tokenize(COMPOUND.sub(" ", query)) if t in vocab])
-        for compound in COMPOUND.findall(query):  # counted once, by the reading a record writes (`tshirt`, `t shirt`)
-            closed = [t for t in tokenize(joined_compounds(compound)[0]) if t in vocab]
-            apart = [t for word in WORD.findall(compound) for t in tokenize(word) if t in vocab]
-            out += np.maximum(self._terms_score(closed), self._terms_score(apart))
+        known = lambda terms: [t for t in terms if t in vocab]  # noqa: E731
+        units = self._units(query)
+        out = self._terms_score(known([t for _, closed, apart in units if not closed for t in apart]))
+        for _, closed, apart in units:  # a compound counts once, by the reading a record writes
+            if closed:
+                out += np.maximum(self._terms_score(known(closed)), self._terms_score(known(apart)))
         for senses in self.translations(query).values():  # a Chinese word the collection lacks: its English senses
             for sense, weight in senses:
                 sense_terms = [t for t in tokenize(sense) if t in vocab]
@@ -100,6 +106,28 @@ class Bm25Index:
             for form, weight in forms.items():
                 out += weight * np.asarray(self.model.get_scores(tokenize(form)), dtype=np.float32)
         return out
+
+    def _units(self, query: str) -> list[tuple[str, list[str], list[str]]]:
+        """The query's words as (text, closed, apart) terms: a word has no closed form; a compound is a hyphenated
+        one (`t-shirt`) or two words that the collection writes as one (`hand bag`: the catalog's `Handbags`;
+        read apart, it found bags of every other kind), and counts once, by the reading a record writes."""
+        vocab = self.model.vocab_dict if self.size else {}
+        words = [w for w in WORDS_AND_COMPOUNDS.findall(query) if w.casefold() not in STOPWORDS]
+        units: list[tuple[str, list[str], list[str]]] = []
+        i = 0
+        while i < len(words):
+            word, after = words[i], words[i + 1] if i + 1 < len(words) else ""
+            closed = tokenize(word + after) if _joinable(word) and _joinable(after) else []
+            if COMPOUND.fullmatch(word):
+                units.append((word, tokenize(joined_compounds(word)[0]),
+                              [t for part in WORD.findall(word) for t in tokenize(part)]))
+            elif len(closed) == 1 and closed[0] in vocab:
+                units.append((f"{word} {after}", closed, tokenize(word) + tokenize(after)))
+                i += 1
+            else:
+                units.append((word, [], tokenize(word)))
+            i += 1
+        return units
 
     def _terms_score(self, terms: list[str]) -> np.ndarray:
         """BM25 of these known terms, summed (zeros for none)."""
@@ -140,15 +168,13 @@ class Bm25Index:
         """The query's words that `document` contains (for the explanation); a translated word shows the sense
         that matched, a word met through a related form shows that form: `皮带 (leather belt)`, `femur (femoral)`."""
         have = set(tokenize(document))
-
-        def stated(word: str) -> bool:  # a compound: closed up, or every part
-            parts = [t for w in WORD.findall(word) for t in tokenize(w)]
-            if not COMPOUND.fullmatch(word):
-                return any(t in have for t in parts)
-            return bool(set(tokenize(joined_compounds(word)[0])) & have) or all(t in have for t in parts)
-
-        words = [w for w in WORDS_AND_COMPOUNDS.findall(query) if w.casefold() not in STOPWORDS]
-        out = [w for w in dict.fromkeys(words) if stated(w)]
+        out: list[str] = []
+        for text, closed, apart in self._units(query):
+            if set(closed) & have or (closed and all(t in have for t in apart)):
+                out.append(text)  # a compound, closed up or every part
+            else:
+                out += [w for w in WORD.findall(text) if set(tokenize(w)) & have]
+        out = list(dict.fromkeys(out))
         for word, senses in self.translations(query).items():
             hit = next((s for s, _ in senses if any(t in have for t in tokenize(s))), None)
             if hit is not None:

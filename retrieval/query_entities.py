@@ -88,9 +88,26 @@ class QueryLinker:
 
     def _named(self, text: str) -> list[tuple[str, str]]:
         """(entity id, name) of the entities whose words `text` names, longest first in each of its `_readings`."""
-        hits = [hit for tokens in _readings(text) for n in range(min(MAX_NGRAM, len(tokens)), 0, -1)
+        readings = _readings(text)
+        readings.append(self._closed_up(readings[-1]))
+        hits = [hit for tokens in readings for n in range(min(MAX_NGRAM, len(tokens)), 0, -1)
                 for start in range(len(tokens) - n + 1) for hit in self._by_key.get(tokens[start : start + n], [])]
         return list(dict.fromkeys(hits))
+
+    def _closed_up(self, tokens: tuple[str, ...]) -> tuple[str, ...]:
+        """`tokens` with two neighbours closed up where the graph names the one word they make (`hand bag`:
+        the type `Handbags`)."""
+        out: list[str] = []
+        i = 0
+        while i < len(tokens):
+            joined = _stem(tokens[i] + tokens[i + 1]) if i + 1 < len(tokens) else ""
+            if joined and (joined,) in self._by_key and tokens[i].isalpha() and tokens[i + 1].isalpha():
+                out.append(joined)
+                i += 2
+            else:
+                out.append(tokens[i])
+                i += 1
+        return tuple(out)
 
     def for_text(self, text: str) -> list[QueryEntity]:
         found: dict[str, QueryEntity] = {}

@@ -96,3 +96,13 @@ def test_a_hyphenated_compound_links_to_the_facet_value_written_closed(tmp_path:
     assert {e.name for e in link.for_text("polo tshirt")} == {"articleType:Tshirts", "polo t-shirt"}
     assert "polo t-shirt" in {e.name for e in link.for_text("polo t shirt")}
     assert {e.name for e in link.for_text("white shirt")} == {"articleType:Shirts"}
+
+
+def test_two_query_words_link_to_the_one_word_the_graph_names(tmp_path: Path) -> None:
+    """`hand bag` names the catalog's type `Handbags` (and `bag` its type `Bags`, as before)."""
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = [("articleType:Handbags", "attribute"), ("articleType:Bags", "attribute")]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    link = QueryLinker(store, FaissIndex(dim=4))
+    assert {e.name for e in link.for_text("black hand bags")} == {"articleType:Handbags", "articleType:Bags"}
+    assert {e.name for e in link.for_text("hand cream")} == set()

@@ -86,4 +86,17 @@ def test_a_hyphenated_compound_meets_its_closed_form() -> None:
     assert closed[0] > 0 and closed[1] > 0 and closed[2] == 0
     assert index.matched_terms("yellow t-shirt kids", names[0]) == ["yellow", "t-shirt", "kids"]
     assert index.matched_terms("yellow t-shirt", names[1]) == ["yellow", "t-shirt"]
-    assert index.matched_terms("yellow t-shirt", names[2]) == ["yellow"]
+    assert index.matched_terms("yellow t-shirt", names[2]) == ["yellow", "shirt"]  # what BM25 credited it with
+
+
+def test_two_words_the_collection_writes_as_one_meet_it() -> None:
+    """`hand bag`: the catalog sells `Handbags`; read as `hand` and `bag`, the query found bags of every kind and
+    hand cream before them. Two query words close up only where the collection states the word they make."""
+    names = ["Murcia Women Black Handbags", "Timberland Unisex Olive Bags", "Belkin Unisex Black Messenger Bag",
+             "Nivea Hand Cream", "Lotus Hand Cream"]
+    index = Bm25Index(names)
+    scores = index.scores("hand bag")
+    assert scores.argmax() == 0 and scores[1] > 0 and scores[3] > 0
+    assert index.matched_terms("black hand bag", names[0]) == ["black", "hand bag"]
+    assert index.matched_terms("black hand bag", names[1]) == ["bag"]
+    assert index.scores("hand cream").argmax() in (3, 4)  # no `handcream`: the words as written
