@@ -36,8 +36,17 @@ OPENED = "_mmkg_opened"
 # --- the shared backend --------------------------------------------------------------------
 
 
+RELEASE_GRACE_S = 60.0
+"""How long a backend stays open after the cache replaced it (an ingest finished): what a page needs to finish."""
+
+
 def _release(backend: Backend) -> None:
-    backend.close()
+    """Closes a replaced backend once the pages that took it before an ingest finished are done with it: closed
+    at once, a page still reading its store failed (a Neo4j store's driver was closed under it). A read store
+    holds no lock, so keeping it open a minute longer blocks no ingest."""
+    timer = threading.Timer(RELEASE_GRACE_S, backend.close)
+    timer.daemon = True
+    timer.start()
 
 
 @st.cache_resource(max_entries=1, show_spinner="Opening the workspace…", on_release=_release)

@@ -345,3 +345,26 @@ def test_the_store_is_read_while_a_search_holds_the_backend(tiny: TinyCollection
     finally:
         done.set()
         worker.join()
+
+
+def test_a_replaced_backend_stays_open_for_the_pages_that_hold_it(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest that finishes replaces the explorer's backend; a page that took the old one a moment before must
+    still read its store (closed at once, a Neo4j store's reads failed), and the old one is closed after."""
+    from mmkg.graph.memory import MemoryGraphStore
+    from mmkg.settings import Settings
+    from mmkg.ui import app
+
+    monkeypatch.setattr(app, "RELEASE_GRACE_S", 0.5)
+    store = MemoryGraphStore(tmp_path / "graph", read_only=True)
+    backend = Backend(Settings(home=tmp_path), store=store)
+    held = backend.store  # what a running page holds
+    app._release(backend)
+    assert not store._closed and logic.is_empty(held)  # still open right after the release (a Neo4j store's
+    # driver, closed, fails every read)
+    for _ in range(100):
+        if backend._store is None:
+            break
+        threading.Event().wait(0.05)
+    assert backend._store is None, "the replaced backend was never closed"
+    assert store._closed
