@@ -72,6 +72,38 @@ def _joinable(word: str) -> bool:
     return word.isalpha() and not HAN.search(word) and word.casefold() not in STOPWORDS
 
 
+def _words(text: str) -> list[tuple[str, bool]]:
+    """The words of `text` (a hyphenated compound as one, stopwords left out), each with whether it may close up
+    with the word before it: both joinable and only a space between (`men's` is no `mens`)."""
+    out: list[tuple[str, bool]] = []
+    prev_end = -1
+    for m in WORDS_AND_COMPOUNDS.finditer(text):
+        word = m.group()
+        if word.casefold() in STOPWORDS:
+            prev_end = -1
+            continue
+        spaced = prev_end >= 0 and text[prev_end : m.start()].isspace() and _joinable(word) and _joinable(out[-1][0])
+        out.append((word, spaced))
+        prev_end = m.end()
+    return out
+
+
+def _closed_pairs(text: str, known: set[str] | dict[str, int]) -> list[str]:
+    """Two neighbouring words of `text` closed up into the one term they make, where the collection states that
+    term (`Sweat Shirts` beside another product's `Sweatshirts`): a query for either meets both."""
+    words = _words(text)
+    closed = [_closed_term(a.casefold(), b.casefold()) for (a, _), (b, spaced) in zip(words, words[1:], strict=False)
+              if spaced]
+    return [c for c in closed if c and c in known]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _closed_term(a: str, b: str) -> str:
+    """The one term two words make closed up (`sweat` `shirts`: `sweatshirt`), or ``."""
+    terms = tokenize(a + b)
+    return terms[0] if len(terms) == 1 else ""
+
+
 class Bm25Index:
     """BM25 scores of a query against every document (a record's words), by document row."""
 
@@ -81,7 +113,9 @@ class Bm25Index:
         self.size = len(documents)
         self.facets = {f.casefold() for f in facets}
         self._facet_terms = {t for f in self.facets for t in tokenize(f)}
-        tokens = [tokenize(d) or [""] for d in documents]
+        words = [tokenize(d) for d in documents]
+        single = {t for doc in words for t in doc}
+        tokens = [doc + _closed_pairs(d, single) or [""] for doc, d in zip(words, documents, strict=True)]
         self.model = bm25s.BM25()
         if self.size:
             self.model.index(tokens, show_progress=False)
@@ -112,16 +146,16 @@ class Bm25Index:
         one (`t-shirt`) or two words that the collection writes as one (`hand bag`: the catalog's `Handbags`;
         read apart, it found bags of every other kind), and counts once, by the reading a record writes."""
         vocab = self.model.vocab_dict if self.size else {}
-        words = [w for w in WORDS_AND_COMPOUNDS.findall(query) if w.casefold() not in STOPWORDS]
+        words = _words(query)
         units: list[tuple[str, list[str], list[str]]] = []
         i = 0
         while i < len(words):
-            word, after = words[i], words[i + 1] if i + 1 < len(words) else ""
-            closed = tokenize(word + after) if _joinable(word) and _joinable(after) else []
+            word, (after, spaced) = words[i][0], words[i + 1] if i + 1 < len(words) else ("", False)
+            closed = [t for t in [_closed_term(word.casefold(), after.casefold())] if t] if spaced else []
             if COMPOUND.fullmatch(word):
                 units.append((word, tokenize(joined_compounds(word)[0]),
                               [t for part in WORD.findall(word) for t in tokenize(part)]))
-            elif len(closed) == 1 and closed[0] in vocab:
+            elif closed and closed[0] in vocab:
                 units.append((f"{word} {after}", closed, tokenize(word) + tokenize(after)))
                 i += 1
             else:
@@ -168,6 +202,7 @@ class Bm25Index:
         """The query's words that `document` contains (for the explanation); a translated word shows the sense
         that matched, a word met through a related form shows that form: `皮带 (leather belt)`, `femur (femoral)`."""
         have = set(tokenize(document))
+        have.update(_closed_pairs(document, self.model.vocab_dict if self.size else {}))
         out: list[str] = []
         for text, closed, apart in self._units(query):
             if set(closed) & have or (closed and all(t in have for t in apart)):

@@ -100,3 +100,15 @@ def test_two_words_the_collection_writes_as_one_meet_it() -> None:
     assert index.matched_terms("black hand bag", names[0]) == ["black", "hand bag"]
     assert index.matched_terms("black hand bag", names[1]) == ["bag"]
     assert index.scores("hand cream").argmax() in (3, 4)  # no `handcream`: the words as written
+
+
+def test_a_record_that_writes_two_words_meets_the_one_word_its_collection_uses() -> None:
+    """The catalog names Benetton's `Sweat Shirts` and ADIDAS's `Sweatshirts`: a shopper's `sweatshirt` must find
+    both, and says which word met them; a pair the collection never writes closed up (`hand cream`) stays apart."""
+    names = ["Benetton Women Black Sweat Shirts", "ADIDAS Men Grey Sweatshirts", "Roadster Men Yellow Shirts",
+             "Nivea Hand Cream"]
+    index = Bm25Index(names)
+    scores = index.scores("sweatshirt")
+    assert scores[0] > 0 and scores[1] > 0 and scores[2] == 0
+    assert index.matched_terms("black sweatshirt", names[0]) == ["black", "sweatshirt"]
+    assert index.scores("handcream").max() == 0
