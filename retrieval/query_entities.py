@@ -13,7 +13,7 @@ from mmkg.graph.store import GraphStore
 from mmkg.index.base import VectorIndex
 from mmkg.ingest.entities import extract_entities
 from mmkg.retrieval.translate import WORD, translations
-from mmkg.retrieval.word_forms import SYNONYM_WEIGHT, facet_synonyms
+from mmkg.retrieval.word_forms import SYNONYM_WEIGHT, closed_up, facet_synonyms
 
 MAX_NGRAM = 4
 
@@ -55,9 +55,8 @@ def _readings(text: str) -> list[tuple[str, ...]]:
     """`_key`, then, where it has a compound, the words with the compound's parts apart (`t`, `shirt`): the query
     `t shirt` still meets the mention `t-shirt`."""
     normal = ids.normalize_name(text)
-    closed = [re.sub(r"[-\u2010]", "", w) for w in re.findall(r"\w+(?:[-\u2010]\w+)*", normal)]
-    apart = re.findall(r"\w+", normal)
-    return list(dict.fromkeys(tuple(_stem(t) for t in words) for words in (closed, apart)))
+    return list(dict.fromkeys(tuple(_stem(t) for t in re.findall(r"\w+", words))
+                              for words in (closed_up(normal), normal)))
 
 
 def concept_terms(name: str, is_attribute: bool) -> tuple[str, ...]:

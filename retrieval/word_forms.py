@@ -36,6 +36,7 @@ COMPOUND = re.compile(r"[^\W_]+(?:[-\u2010][^\W_]+)+")
 """Words joined by hyphens (`t-shirt`, `x-ray`, `non-contrast`)."""
 WORDS_AND_COMPOUNDS = re.compile(r"[^\W_]+(?:[-\u2010][^\W_]+)*")
 """A text's words, a compound as one (`yellow`, `t-shirt`): the words an explanation names."""
+_HYPHEN = re.compile(r"(?<=\w)[-\u2010](?=\w)")
 _MARKER = re.compile(r"\([a-z]+\)$")
 """An adjective's syntactic marker (`galore(ip)`)."""
 
@@ -47,7 +48,12 @@ def joined_compounds(text: str) -> list[str]:
     `ADIDAS Kids Boys Printed Yellow Tshirts` (twelfth). The closed form is read beside the parts, as Lucene's
     word-delimiter filter catenates them: a record that writes `tshirt` and one that writes `t-shirt` both meet
     either query."""
-    return [re.sub(r"[-\u2010]", "", c) for c in COMPOUND.findall(text)]
+    return [closed_up(c) for c in COMPOUND.findall(text)]
+
+
+def closed_up(text: str) -> str:
+    """`text` with its hyphenated compounds closed up (`polo t-shirt` -> `polo tshirt`)."""
+    return _HYPHEN.sub("", text)
 
 
 def related_forms(word: str) -> tuple[str, ...]:
