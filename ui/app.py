@@ -36,8 +36,7 @@ OPENED = "_mmkg_opened"
 # --- the shared backend --------------------------------------------------------------------
 
 
-RELEASE_GRACE_S = 60.0
-"""How long a backend stays open after the cache replaced it (an ingest finished): what a page needs to finish."""
+RELEASE_GRACE_S = 60.0  # how long a backend stays open after the cache replaced it: what a page needs to finish
 
 
 def _release(backend: Backend) -> None:

@@ -368,3 +368,16 @@ def test_a_replaced_backend_stays_open_for_the_pages_that_hold_it(tmp_path: Path
         threading.Event().wait(0.05)
     assert backend._store is None, "the replaced backend was never closed"
     assert store._closed
+
+
+def test_the_page_script_holds_no_bare_string_that_streamlit_would_show() -> None:
+    """Streamlit's magic writes every bare expression of the page script onto the page: an attribute docstring
+    (`RELEASE_GRACE_S`'s) showed above every search. Only true docstrings (a body's first statement) are skipped."""
+    import ast
+
+    tree = ast.parse(APP_FILE.read_text(encoding="utf-8"))
+    bodies = [tree.body] + [n.body for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    shown = [stmt.lineno for body in bodies for stmt in body[1:]
+             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+             and isinstance(stmt.value.value, str)]
+    assert shown == [], f"bare strings at lines {shown} of {APP_FILE.name} would be shown on the page"
