@@ -228,7 +228,9 @@ class Bm25Index:
         stated = lambda text: any(t in vocab for t in tokenize(text))  # noqa: E731
         senses = self.translations(query)
         related = self.related(query)
+        in_compounds = {part for text, closed, _ in self._units(query) if set(closed) & set(vocab)
+                        for part in WORD.findall(text)}  # `hand` of `hand bag`, stated as `handbag`
         words = [w for w in WORD.findall(query) if not HAN.search(w) and w.casefold() not in STOPWORDS]
         words += [w for w in han_words(query) if len(w) > 1]
         return [w for w in dict.fromkeys(words) if tokenize(w) and not stated(w) and w not in related
-                and not any(stated(s) for s, _ in senses.get(w, []))]
+                and w not in in_compounds and not any(stated(s) for s, _ in senses.get(w, []))]

@@ -100,6 +100,9 @@ def test_two_words_the_collection_writes_as_one_meet_it() -> None:
     assert index.matched_terms("black hand bag", names[0]) == ["black", "hand bag"]
     assert index.matched_terms("black hand bag", names[1]) == ["bag"]
     assert index.scores("hand cream").argmax() in (3, 4)  # no `handcream`: the words as written
+    only_bags = Bm25Index(names[:3])
+    assert only_bags.unmatched_words("hand bag") == []  # stated, closed up: no "No record contains 'hand'"
+    assert only_bags.unmatched_words("hand mirror") == ["hand", "mirror"]
 
 
 def test_a_record_that_writes_two_words_meets_the_one_word_its_collection_uses() -> None:
