@@ -25,6 +25,7 @@ from mmkg.retrieval.word_forms import (
     RELATED_WEIGHT,
     SYNONYM_WEIGHT,
     WORDS_AND_COMPOUNDS,
+    closed_up,
     facet_synonyms,
     joined_compounds,
     related_forms,
@@ -151,12 +152,12 @@ class Bm25Index:
         i = 0
         while i < len(words):
             word, (after, spaced) = words[i][0], words[i + 1] if i + 1 < len(words) else ("", False)
-            closed = [t for t in [_closed_term(word.casefold(), after.casefold())] if t] if spaced else []
+            closed = _closed_term(word.casefold(), after.casefold()) if spaced else ""
             if COMPOUND.fullmatch(word):
-                units.append((word, tokenize(joined_compounds(word)[0]),
-                              [t for part in WORD.findall(word) for t in tokenize(part)]))
-            elif closed and closed[0] in vocab:
-                units.append((f"{word} {after}", closed, tokenize(word) + tokenize(after)))
+                apart = [t for part in WORD.findall(word) for t in tokenize(part)]
+                units.append((word, tokenize(closed_up(word)), apart))
+            elif closed and closed in vocab:
+                units.append((f"{word} {after}", [closed], tokenize(word) + tokenize(after)))
                 i += 1
             else:
                 units.append((word, [], tokenize(word)))
