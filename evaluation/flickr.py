@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mmkg.encoders.base import Encoder
+from mmkg.encoders.colour import COLOUR_VERSION
 from mmkg.encoders.lit_config import DEFAULTS as LIT_DEFAULTS
 from mmkg.encoders.lit_config import holdout_split
 from mmkg.errors import UserInputError
@@ -212,7 +213,7 @@ def _knowledge_base(knowledge: Sequence[Record], source: str, settings: Settings
                     progress: bool) -> Path:
     """A workspace holding only the knowledge collection, ingested once and reused (keyed by content)."""
     key = hashlib.sha256("\n".join([encoder.fingerprint, source, f"entities {EXTRACTION_VERSION}",
-                                    *(r.id for r in knowledge)]).encode()).hexdigest()
+                                    f"colours {COLOUR_VERSION}", *(r.id for r in knowledge)]).encode()).hexdigest()
     folder = folder / f"knowledge-{key[:16]}"
     done = folder / ".complete"
     if not done.exists():

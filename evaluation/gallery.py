@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mmkg.encoders.base import Encoder
+from mmkg.encoders.colour import colour_descriptor
 from mmkg.errors import UserInputError
 from mmkg.graph import ids
 from mmkg.graph.memory import MemoryGraphStore
@@ -81,4 +82,5 @@ def image_queries(gallery: Gallery, encoder: Encoder, paths: Sequence[Path], set
     vecs = encoder.encode_images(images) if images else np.zeros((0, encoder.dim), np.float32)
     ents = [[(e.id, e.score) for e in found]
             for found in image_query_entities(gallery.table, gallery.linker, vecs, gallery.settings)]
-    return QuerySet("image", vecs, None, ents)
+    colours = np.stack([colour_descriptor(im) for im in images]) if images else None
+    return QuerySet("image", vecs, None, ents, colours)

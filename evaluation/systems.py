@@ -133,7 +133,7 @@ class Tuner:
             return True
         if not len(self.queries):
             return False
-        return signal in self.ranker.base_signals(self.queries.take([0]), RankWeights(hub=1.0))
+        return signal in self.ranker.base_signals(self.queries.take([0]), RankWeights(hub=1.0, colour=1.0))
 
 
 NON_GRAPH = tuple(s for s in BASE_SIGNALS if s != "gnn")
@@ -157,6 +157,7 @@ GRID: dict[str, Sequence[float]] = {
     "lexical": (0.0, 0.25, 0.5, 1.0, 2.0),
     "text": (0.0, 0.25, 0.5, 1.0, 2.0),
     "image": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "colour": (0.0, 0.25, 0.5, 1.0, 2.0),
     "attribute": (0.0, 0.25, 0.5, 1.0, 2.0),
     "gnn": (0.0, 0.25, 0.5, 1.0, 2.0),
     "gnn_alpha": (0.2, 0.5, 0.8),

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mmkg.encoders.colour import COLOUR_VERSION, colour_descriptor
 from mmkg.errors import BadImageError
 from mmkg.graph import ids
 from mmkg.graph.schema import Edge, Label, Node, Rel
@@ -26,6 +27,9 @@ from mmkg.ingest.records import Record, Skip
 
 MAX_IMAGE_SIDE = 1024
 """Decoded images are shrunk to this before encoding: encoders need far less, memory stays bounded."""
+
+COLOUR_DIGITS = 4
+"""Decimals a stored colour descriptor keeps: its 52 values stay small on the node."""
 
 TextRow = tuple[str, str, str, int | None]
 """(text id, kind, text, position of the one image it describes or None for all of them)."""
@@ -50,6 +54,8 @@ class DecodedImage:
     path: Path
     size: tuple[int, int]
     """Width and height as stored, before shrinking."""
+    colour: list[float]
+    """Its colour descriptor (encoders/colour.py), rounded: stored on the Image node."""
 
 
 @dataclass
@@ -110,13 +116,14 @@ def read_record(record: Record, rid: str, max_bytes: int) -> ReadRecord:
 
 
 def content_digest(record: Record, blobs: Sequence[bytes | str]) -> str:
-    """What a record says, as a digest: texts, attributes, each image's path and bytes, and the version of
-    the entity extraction that read it.
+    """What a record says, as a digest: texts, attributes, each image's path and bytes, and the versions of
+    the entity extraction and the colour descriptor that read it.
 
     Stored on the Record node; a re-ingest compares it to tell an edited record from an unchanged one.
     An unreadable image enters as its error, so a record that stays broken the same way stays unchanged.
-    A workspace ingested before the extraction changed gets the new entities on its next ingest (its images
-    are not encoded again: their vectors are kept by content), instead of keeping the old ones for good.
+    A workspace ingested before the extraction (or the descriptor) changed gets the new entities (colours) on its
+    next ingest (its images are not encoded again: their vectors are kept by content), instead of keeping the old
+    ones for good.
     """
     images = [
         f"{path}\x1f{ids.image_id(blob)}" if isinstance(blob, bytes) else f"{path}\x1fbad: {blob}"
@@ -127,6 +134,7 @@ def content_digest(record: Record, blobs: Sequence[bytes | str]) -> str:
         "attributes": [list(a) for a in record.attributes],
         "images": images,
         "extraction": EXTRACTION_VERSION,
+        "colour": COLOUR_VERSION,
     }
     return hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
@@ -151,7 +159,8 @@ def decode_record(read: ReadRecord, max_pixels: int) -> Decoded:
             continue
         size = img.size
         img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-        images[position] = DecodedImage(ids.image_id(blob), img, path, size)
+        colour = [round(float(v), COLOUR_DIGITS) for v in colour_descriptor(img)]
+        images[position] = DecodedImage(ids.image_id(blob), img, path, size, colour)
     read.blobs = []
     return Decoded(images, skips)
 
@@ -192,7 +201,8 @@ def _add_record(graph: BatchGraph, p: Prepared, source: str, entities_of_text: d
     mentioned: list[str] = []
     for im in p.images.values():
         w, h = im.size
-        nodes[im.iid] = Node(im.iid, Label.IMAGE, {"path": str(im.path), "width": w, "height": h, "record": p.rid})
+        nodes[im.iid] = Node(im.iid, Label.IMAGE, {"path": str(im.path), "width": w, "height": h, "record": p.rid,
+                                                     "colour": im.colour})
         edges.append(Edge(p.rid, im.iid, Rel.HAS))
     for tid, kind, text, position in p.texts:
         nodes[tid] = Node(tid, Label.TEXT, {"text": text, "kind": kind, "record": p.rid})

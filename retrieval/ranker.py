@@ -6,6 +6,8 @@ For a query q and a record r (retrieval/records.py), the signals are
 * `text`: the best dense similarity of q to one of r's texts (for an image query, only a record without an image
   is scored by its texts: `RecordRanker.text_members`);
 * `image`: the best dense similarity of q to one of r's images;
+* `colour`: how alike the colours of an image query and of r's best image are (the Bhattacharyya coefficient of
+  their colour descriptors, encoders/colour.py): the encoder's vector hardly sees colour;
 * `closest`: an image query's credit, 1 / rank, to the records of its `CLOSEST_K` nearest images, so that a
   photo of a record in the collection finds that record (`closest_signal`);
 * `attribute`: the IDF-weighted share of q's concepts that r states (attributes, mentions; a stated
@@ -56,7 +58,7 @@ from mmkg.workspace import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-BASE_SIGNALS = ("lexical", "text", "image", "closest", "attribute", "gnn", "hub")
+BASE_SIGNALS = ("lexical", "text", "image", "colour", "closest", "attribute", "gnn", "hub")
 GRAPH_SIGNALS = ("graph_entity", "graph_image", "graph_text")
 SIGNALS = BASE_SIGNALS + GRAPH_SIGNALS
 CLOSEST_K = 10
@@ -78,6 +80,7 @@ class RankWeights:
     lexical: float = 1.0
     text: float = 1.0
     image: float = 1.0
+    colour: float = 0.0
     attribute: float = 1.0
     gnn: float = 0.5
     graph_entity: float = 0.5
@@ -115,8 +118,9 @@ the product of the three ratios. `hub` at 0.75 (k 64; NNN's alpha, in the units 
 51.8 / 23.1 / 50.8 against 51.4 / 22.9 / 47.7 without it, the best of nine hub candidates by the same product
 (1.0 at k 256: 51.9 / 23.2 / 50.4). A collection's own `mmkg tune` switches them back on where its dev split
 says so."""
-DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.25, image=1.0, attribute=0.25, gnn=0.5, graph_entity=1.0,
-                            graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5, hub=0.75, closest=0.5)
+DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.25, image=1.0, colour=1.0, attribute=0.25, gnn=0.5,
+                            graph_entity=1.0, graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5, hub=0.75,
+                            closest=0.5)
 """An image query's own modality leads (its similarity to the record's image; `text` scores only the records
 without one, a caption gallery's captions: `RecordRanker.text_members`, and a collection without images gives the
 image weight to it: `RecordRanker.weights_for`), and the stated attributes of the few records it resembles most
@@ -132,7 +136,11 @@ page (at 1.0: 37.3 / 23.8, R@10 58.7 / 56.2), which a collection's own `mmkg tun
 lets a photo of a record in the collection find that record (benchmarks/known_item.py's 300 catalog photos as stored
 / degraded, ranked against every record, first: 84.0 / 61.3 % at 0, 92.3 / 72.3 at 0.25, 95.0 / 77.7 at 0.5, 97.0 /
 82.7 at 1, 98.0 / 84.3 at 2) for a little of category search (dev mAP fashion / MedPix 32.7 / 23.9 at 0, 32.2 /
-23.7 at 0.25, 31.8 / 23.6 at 0.5, 30.5 / 23.1 at 1, 28.8 / 21.9 at 2; fashion R@1 38.0, 37.8, 37.0, 32.4, 29.8)."""
+23.7 at 0.25, 31.8 / 23.6 at 0.5, 30.5 / 23.1 at 1, 28.8 / 21.9 at 2; fashion R@1 38.0, 37.8, 37.0, 32.4, 29.8).
+`colour` (the photos' colour descriptors) at 1: fashion dev mAP 31.8 -> 41.8, R@1 37.0 -> 49.0, R@10 59.9 -> 70.0 (a
+green kurta's photo had listed ten white kurtas: the seeds' colour spread over the page); MedPix's grey radiographs
+23.6 -> 21.9, R@10 58.4 -> 62.9 (at 0.25: 36.1 / 23.1, at 0.5: 39.2 / 22.8, at 2: 42.2 / 20.1); flickr8k's caption
+gallery has no images to compare. The best of four by the product of the ratios."""
 
 CONFIG_VERSION = 2
 """2: `hub` counts in units of the query's spread of similarities (NNN's alpha). A config saved before keeps its
@@ -189,6 +197,8 @@ class QuerySet:
     texts: list[str] | None = None
     entities: list[list[tuple[str, float]]] = field(default_factory=list)
     """Per query, its (entity id, link score) pairs."""
+    colours: np.ndarray | None = None
+    """(queries, colour bins) an image query's colour descriptors (encoders/colour.py)."""
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -196,7 +206,8 @@ class QuerySet:
     def take(self, rows: Sequence[int] | np.ndarray) -> QuerySet:
         idx = np.asarray(rows, dtype=np.int64)
         return QuerySet(self.kind, self.vectors[idx], [self.texts[i] for i in idx] if self.texts else None,
-                        [self.entities[i] for i in idx] if self.entities else [])
+                        [self.entities[i] for i in idx] if self.entities else [],
+                        self.colours[idx] if self.colours is not None else None)
 
 
 @dataclass
@@ -259,6 +270,8 @@ class RecordRanker:
             out["image"], spread["image"] = _standardise_spread(raw_image)
             if queries.kind == "image":
                 out["closest"] = closest_signal(raw_image)
+        if queries.colours is not None and weights.colour:
+            out["colour"] = _standardise(self.colour_likeness(queries.colours))
         if t.text_vecs.shape[0]:
             members = self.text_members(queries.kind)
             out["text"], spread["text"] = _standardise_spread(segment_max(members, q @ t.text_vecs.T))
@@ -272,6 +285,16 @@ class RecordRanker:
         if weights.hub and spread:
             out["hub"] = self.hub_signal(queries.kind, weights.hub_k, spread)
         return out
+
+    def colour_likeness(self, colours: np.ndarray) -> np.ndarray:
+        """(queries, records) the best likeness of each query's colours to one of a record's images (NaN: no
+        image of the record has a colour descriptor)."""
+        t = self.table
+        stored = t.image_colours
+        likeness = colours.astype(np.float32) @ np.nan_to_num(stored).T
+        likeness[:, np.isnan(stored).any(axis=1)] = -np.inf
+        best = segment_max(t.rec_image, likeness)
+        return np.where(np.isfinite(best), best, np.nan).astype(np.float32)
 
     def text_members(self, kind: str) -> sp.csr_matrix:
         """Records x texts that the `text` signal reads for a query of this modality. A text query reads every
@@ -575,6 +598,8 @@ class RecordRanker:
             full["lexical"] = _standardise(t.bm25.scores(queries.texts[0])[None, :])[0]
         if queries.entities and len(t.entity_ids):
             full["attribute"] = _standardise(self.entity_share(queries.entities, w.tag_weight))[0]
+        if queries.colours is not None and w.colour:
+            full["colour"] = _standardise(self.colour_likeness(queries.colours))[0]
         lap("sparse")
         dense: dict[str, tuple[DenseSignal, np.ndarray]] = {}
         if t.image_vecs.shape[0]:

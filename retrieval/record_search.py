@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mmkg.encoders.base import Encoder
+from mmkg.encoders.colour import colour_descriptor
 from mmkg.errors import UserInputError
 from mmkg.graph import ids as graph_ids
 from mmkg.graph.store import GraphStore
@@ -43,11 +44,11 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 9
+TABLE_VERSION = 10
 """Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates; 5: BM25 knows the facet
 values, which a query adjective reaches through a synonym; 6: the attribute probe; 7: BM25 knows the facet
 values' stemmed words, which order a Chinese word's senses; 8: BM25 reads a hyphenated compound closed up too; 9:
-and two words closed up where the collection writes them as one)."""
+and two words closed up where the collection writes them as one; 10: the images' colour descriptors)."""
 MODES = ("full", "gnn", "encoder")
 
 
@@ -172,7 +173,8 @@ class RecordRetriever(Retriever):
         assert query.image is not None
         vec = self.encoder.encode_images([query.image])
         entities = image_query_entities(self.table, self.linker, vec, self.settings)[0]
-        return QuerySet("image", vec, None, [[(e.id, e.score) for e in entities]]), entities
+        return QuerySet("image", vec, None, [[(e.id, e.score) for e in entities]],
+                        colour_descriptor(query.image)[None, :]), entities
 
     def weights(self, kind: str, target: str) -> RankWeights:
         w = self.ranker.weights_for(kind)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from mmkg.encoders.colour import BINS
 from mmkg.graph.schema import Label, Node, Rel, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
@@ -56,10 +57,15 @@ class RecordTable:
     attribute_entity: np.ndarray
     """(entities,) True for attribute entities (`colour:white`)."""
     bm25: Bm25Index = field(repr=False)
+    image_colours: np.ndarray | None = None
+    """(images, colour bins) each image's colour descriptor (encoders/colour.py); NaN rows (or None: all) for
+    images ingested before descriptors were stored."""
     pos: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pos = {rid: i for i, rid in enumerate(self.ids)}
+        if self.image_colours is None:
+            self.image_colours = np.full((len(self.image_ids), BINS), np.nan, np.float32)
         self.entity_pos = {eid: i for i, eid in enumerate(self.entity_ids)}
         n_e = len(self.entity_ids)
         df = np.diff((self.rec_entity + self.rec_tag).tocsc().indptr) if n_e else np.zeros(0)
@@ -164,6 +170,7 @@ class RecordTable:
             image_ids=image_ids,
             image_paths=[str(image_nodes[i].props.get("path", "")) if i in image_nodes else "" for i in image_ids],
             image_vecs=_vecs(vectors.images.get(image_ids) if image_ids else None, dim),
+            image_colours=_colours([image_nodes.get(i) for i in image_ids]),
             text_ids=text_ids,
             text_strings=text_strings,
             text_kinds=text_kinds,
@@ -261,6 +268,16 @@ def _mean_rows(member: sp.csr_matrix, vecs: np.ndarray) -> np.ndarray:
     summed = np.asarray(member @ vecs, dtype=np.float32)
     norms = np.linalg.norm(summed, axis=1, keepdims=True)
     return summed / np.maximum(norms, 1e-12)
+
+
+def _colours(nodes: Sequence[Node | None]) -> np.ndarray:
+    """(images, BINS) the stored colour descriptors; NaN where an image node has none (or a malformed one)."""
+    out = np.full((len(nodes), BINS), np.nan, np.float32)
+    for i, node in enumerate(nodes):
+        value = node.props.get("colour") if node is not None else None
+        if isinstance(value, list) and len(value) == BINS:
+            out[i] = value
+    return out
 
 
 def _vecs(arr: np.ndarray | None, dim: int) -> np.ndarray:

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from mmkg.cli import main
+from mmkg.encoders.colour import BINS, COLOUR_VERSION
 from mmkg.graph.memory import MemoryGraphStore
 from mmkg.graph.schema import Label, Rel
 from mmkg.index.faiss_index import FaissIndex
@@ -133,6 +135,27 @@ def test_a_workspace_ingested_by_an_older_extraction_gets_the_new_entities(
     assert snap == fresh_snapshot(home, catalog, tmp_path, capsys)
     same = run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")
     assert (same["updated"], same["already_present"]) == (0, 16)
+
+
+def test_a_workspace_ingested_before_colour_descriptors_gets_them_on_its_next_ingest(
+    capsys: pytest.CaptureFixture[str], home: Path, catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every Image node holds its photo's colour descriptor, which photo search reads (the `colour` signal). A
+    workspace whose images were described otherwise (or not at all) gets the current descriptors when the same
+    source is ingested again, and then equals a fresh ingest."""
+    monkeypatch.setattr(batch, "COLOUR_VERSION", COLOUR_VERSION - 1)
+    monkeypatch.setattr(batch, "colour_descriptor", lambda image: np.eye(BINS, dtype=np.float32)[0])
+    assert run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")["ingested"] == 16
+    old = {nid: p["colour"] for nid, p in snapshot(home)["nodes"].items() if nid.startswith("img:")}
+    assert len(old) == 16 and all(c == [1.0] + [0.0] * (BINS - 1) for c in old.values())
+    monkeypatch.undo()
+
+    again = run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")
+    assert (again["updated"], again["already_present"]) == (16, 0)
+    snap = snapshot(home)
+    colours = {nid: p["colour"] for nid, p in snap["nodes"].items() if nid.startswith("img:")}
+    assert colours.keys() == old.keys() and all(len(c) == BINS and c != old[nid] for nid, c in colours.items())
+    assert snap == fresh_snapshot(home, catalog, tmp_path, capsys)
 
 
 def test_delete_and_sync_remove_records_from_graph_and_indexes(

@@ -11,7 +11,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from PIL import Image
 
+from mmkg.encoders.colour import BINS, colour_descriptor
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
 from mmkg.evaluation.systems import baseline_scores
 from mmkg.retrieval.lexical import Bm25Index, tokenize
@@ -378,3 +380,45 @@ def test_a_photo_of_a_record_finds_that_record_before_its_look_alike() -> None:
         scored = searcher.search_scores(query, DEFAULT_IMAGE)
         assert names[int(scored.fused[0].argmax())] == "own"
         assert scored.signals["closest"][0][:2].tolist() == [1.0, 0.5]
+
+
+def test_a_photo_finds_the_look_alike_of_its_own_colour_first() -> None:
+    """The encoder's vector hardly sees colour: a green kurta's photo lay nearer a white kurta than a green one,
+    and its first page was white kurtas. The `colour` signal compares the photos' colour descriptors: the green
+    look-alike comes first. An image stored without a descriptor (ingested before they existed) is absent from
+    the signal, not a mismatch. Exact and candidate search agree."""
+    unit = lambda v: (np.asarray(v, np.float32) / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    rng = np.random.default_rng(1)
+    kurta = unit(rng.normal(size=16))
+    white, green = unit(kurta + 0.30 * unit(rng.normal(size=16))), unit(kurta + 0.45 * unit(rng.normal(size=16)))
+    names = ["white", "green", "undescribed", *[f"other {i}" for i in range(30)]]
+    images = np.stack([white, green, unit(kurta + 0.5 * unit(rng.normal(size=16))),
+                       *[unit(rng.normal(size=16)) for _ in range(30)]])
+
+    def shot(rgb: tuple[int, int, int]) -> np.ndarray:
+        image = Image.new("RGB", (90, 120), (255, 255, 255))
+        image.paste(Image.new("RGB", (50, 80), rgb), (20, 20))
+        return colour_descriptor(image)
+
+    palette = [(200, 30, 30), (30, 30, 200), (220, 200, 30), (20, 20, 20)]
+    colours = np.stack([shot((245, 245, 245)), shot((40, 160, 50)), np.full(BINS, np.nan, np.float32),
+                        *[shot(palette[i % 4]) for i in range(30)]])
+    n = len(names)
+    table = RecordTable(
+        ids=[f"rec:{x}" for x in names], names=names, sources=["t"] * n, attributes=[[] for _ in names],
+        image_ids=[f"img:{x}" for x in names], image_paths=[f"{x}.jpg" for x in names], image_vecs=images,
+        text_ids=[], text_strings=[], text_kinds=[], text_vecs=np.zeros((0, 16), np.float32),
+        entity_ids=[], entity_names=[], rec_image=sp.identity(n, np.float32, format="csr"),
+        rec_text=sp.csr_matrix((n, 0), dtype=np.float32), rec_entity=sp.csr_matrix((n, 0), dtype=np.float32),
+        rec_tag=sp.csr_matrix((n, 0), dtype=np.float32), attribute_entity=np.zeros(0, bool),
+        bm25=Bm25Index(names), image_colours=colours)
+    query = QuerySet("image", unit(kurta + 0.1 * unit(rng.normal(size=16)))[None, :], None, [],
+                     shot((35, 150, 45))[None, :])
+    ranker = RecordRanker(table)
+    blind = ranker.score(query, replace(DEFAULT_IMAGE, colour=0.0))
+    assert names[int(blind.fused[0].argmax())] == "white" and "colour" not in blind.signals
+    for searcher in (ranker, RecordRanker(table, exact_max=0)):
+        scored = searcher.search_scores(query, DEFAULT_IMAGE)
+        assert names[int(scored.fused[0].argmax())] == "green"
+        colour = scored.signals["colour"][0]
+        assert colour[1] > colour[0] and colour[2] == 0.0
