@@ -133,7 +133,8 @@ class Tuner:
             return True
         if not len(self.queries):
             return False
-        return signal in self.ranker.base_signals(self.queries.take([0]), RankWeights(hub=1.0, colour=1.0))
+        everything = self.ranker.weights_for(self.queries.kind, RankWeights(hub=1.0, colour=1.0))
+        return signal in self.ranker.base_signals(self.queries.take([0]), everything)
 
 
 NON_GRAPH = tuple(s for s in BASE_SIGNALS if s != "gnn")

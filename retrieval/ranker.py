@@ -67,6 +67,11 @@ CHUNK = 256
 """Queries scored together: bounds memory at CHUNK x records floats per signal."""
 EXACT_MAX = 20_000
 """Up to this many records one search scores every record; above, a candidate set (retrieval/candidates.py)."""
+MIN_HUE_SHARE = 0.02
+"""Below this mean share of hue in a collection's photos, `colour` is off for it: greyscale photos (MedPix's
+radiographs: 0.000 over 300 of them; fashion 0.469, flickr8k 0.534, coco 0.485) leave it only a histogram of
+brightness, which on MedPix's dev images lowered mAP (23.6 -> 21.9 at weight 1) where the catalog's colours
+raised it."""
 HUB_BANK = 8_192
 """At most this many of the collection's items (a fixed random sample above it) measure each record's hubness:
 one pass of records x HUB_BANK dot products, once per process and query modality, when `hub` is on (0.7 s for
@@ -139,8 +144,9 @@ lets a photo of a record in the collection find that record (benchmarks/known_it
 23.7 at 0.25, 31.8 / 23.6 at 0.5, 30.5 / 23.1 at 1, 28.8 / 21.9 at 2; fashion R@1 38.0, 37.8, 37.0, 32.4, 29.8).
 `colour` (the photos' colour descriptors) at 1: fashion dev mAP 31.8 -> 41.8, R@1 37.0 -> 49.0, R@10 59.9 -> 70.0 (a
 green kurta's photo had listed ten white kurtas: the seeds' colour spread over the page); MedPix's grey radiographs
-23.6 -> 21.9, R@10 58.4 -> 62.9 (at 0.25: 36.1 / 23.1, at 0.5: 39.2 / 22.8, at 2: 42.2 / 20.1); flickr8k's caption
-gallery has no images to compare. The best of four by the product of the ratios."""
+23.6 -> 21.9, R@10 58.4 -> 62.9 (at 0.25: 36.1 / 23.1, at 0.5: 39.2 / 22.8, at 2: 42.2 / 20.1), so it is off where
+photos have no hue (`MIN_HUE_SHARE`); flickr8k's caption gallery has no images to compare. The best of four by the
+product of the ratios."""
 
 CONFIG_VERSION = 2
 """2: `hub` counts in units of the query's spread of similarities (NNN's alpha). A config saved before keeps its
@@ -246,7 +252,8 @@ class RecordRanker:
         (captions, notes) answers it with its texts instead, so there the image weight goes to the cross-modal
         text signal. An image query reaches entities only through the records it resembles (graph_entity), which
         is worth it for stated attributes (a catalog's type and colour) but not for words picked out of captions:
-        on flickr8k/dev's caption gallery that expansion took image->text R@1 from 33.0 to 12.4."""
+        on flickr8k/dev's caption gallery that expansion took image->text R@1 from 33.0 to 12.4. Photos without
+        hue (radiographs: `MIN_HUE_SHARE`) are not compared by `colour`."""
         w = weights or self.config.for_kind(kind)
         if kind != "image":
             return w
@@ -254,6 +261,8 @@ class RecordRanker:
             w = replace(w, text=w.text + w.image, image=0.0)
         if w.graph_entity and not self.table.attribute_entity.any():
             w = replace(w, graph_entity=0.0)
+        if w.colour and self.table.hue_share < MIN_HUE_SHARE:
+            w = replace(w, colour=0.0)
         return w
 
     # --- signals ----------------------------------------------------------------------------

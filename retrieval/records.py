@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from mmkg.encoders.colour import BINS
+from mmkg.encoders.colour import BINS, HUES
 from mmkg.graph.schema import Label, Node, Rel, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
@@ -88,6 +88,12 @@ class RecordTable:
         if probe is None:
             return [[] for _ in range(len(vectors))]
         return [[(self.entity_ids[c], self.entity_names[c], p) for c, p in row] for row in probe.predict(vectors)]
+
+    @functools.cached_property
+    def hue_share(self) -> float:
+        """The mean share of hue in the images' colour descriptors (0 for greyscale photos, or none described)."""
+        described = self.image_colours[~np.isnan(self.image_colours).any(axis=1)]
+        return float((described[:, : HUES * 4] ** 2).sum(axis=1).mean()) if len(described) else 0.0
 
     def record_vecs(self) -> np.ndarray:
         """One vector per record: its mean image vector, or its mean text vector when it has no image."""

@@ -422,3 +422,31 @@ def test_a_photo_finds_the_look_alike_of_its_own_colour_first() -> None:
         assert names[int(scored.fused[0].argmax())] == "green"
         colour = scored.signals["colour"][0]
         assert colour[1] > colour[0] and colour[2] == 0.0
+
+
+def test_photos_without_hue_are_not_compared_by_colour() -> None:
+    """Radiographs are grey: their descriptors hold brightness alone, which lowered MedPix's photo search. A
+    collection whose photos have no hue scores image queries without `colour`; one in colour keeps it."""
+    rng = np.random.default_rng(2)
+    n = 12
+    vecs = rng.normal(size=(n, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    def table_of(photos: list[Image.Image]) -> RecordTable:
+        names = [f"case {i}" for i in range(n)]
+        return RecordTable(
+            ids=[f"rec:{x}" for x in names], names=names, sources=["t"] * n, attributes=[[] for _ in names],
+            image_ids=[f"img:{i}" for i in range(n)], image_paths=[""] * n, image_vecs=vecs,
+            text_ids=[], text_strings=[], text_kinds=[], text_vecs=np.zeros((0, 8), np.float32),
+            entity_ids=[], entity_names=[], rec_image=sp.identity(n, np.float32, format="csr"),
+            rec_text=sp.csr_matrix((n, 0), dtype=np.float32), rec_entity=sp.csr_matrix((n, 0), dtype=np.float32),
+            rec_tag=sp.csr_matrix((n, 0), dtype=np.float32), attribute_entity=np.zeros(0, bool),
+            bm25=Bm25Index(names), image_colours=np.stack([colour_descriptor(p) for p in photos]))
+
+    grey = [Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8), mode="L") for _ in range(n)]
+    coloured = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), mode="RGB") for _ in range(n)]
+    query = QuerySet("image", vecs[:1], None, [], colour_descriptor(grey[0])[None, :])
+    for photos, compared in ((grey, False), (coloured, True)):
+        ranker = RecordRanker(table_of(photos))
+        assert (ranker.weights_for("image").colour > 0) is compared
+        assert ("colour" in ranker.score(query).signals) is compared
