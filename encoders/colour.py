@@ -25,7 +25,8 @@ SIDE = 64
 """The photo is shrunk to fit this square first: colours need few pixels."""
 HUES = 12
 GREYS = 4
-BINS = HUES * 4 + GREYS
+HUE_BINS = HUES * 4
+BINS = HUE_BINS + GREYS
 """52: 12 hues x (2 saturations x 2 brightnesses), then 4 grey levels."""
 BACKGROUND_DISTANCE = 0.12
 """A pixel whose channels all lie within this (of 1) of the border's median colour is background."""
@@ -64,7 +65,7 @@ def colour_descriptor(image: Image.Image) -> np.ndarray:
     for (h, wh), (s, ws), (v, wv) in itertools.product(hues, sats, brights):
         counts += np.bincount(h * 4 + s * 2 + v, weights=wh * ws * wv, minlength=BINS)
     for level, weight in _nearest_two(top[grey], GREY_LEVELS):
-        counts += np.bincount(HUES * 4 + level, weights=weight, minlength=BINS)
+        counts += np.bincount(HUE_BINS + level, weights=weight, minlength=BINS)
     return np.sqrt(counts / max(float(counts.sum()), 1e-12)).astype(np.float32)
 
 
@@ -75,3 +76,8 @@ def _nearest_two(values: np.ndarray, centres: tuple[float, ...]) -> tuple[tuple[
     lower = np.floor(position).astype(np.int64)
     upper = np.minimum(lower + 1, len(centres) - 1)
     return (lower, 1.0 - (position - lower)), (upper, position - lower)
+
+
+def hue_share(descriptors: np.ndarray) -> np.ndarray:
+    """(n,) the share of each descriptor's pixels that have a hue (0 for a greyscale photo)."""
+    return (descriptors[:, :HUE_BINS] ** 2).sum(axis=1)

@@ -299,9 +299,8 @@ class RecordRanker:
         """(queries, records) the best likeness of each query's colours to one of a record's images (NaN: no
         image of the record has a colour descriptor)."""
         t = self.table
-        stored = t.image_colours
-        likeness = colours.astype(np.float32) @ np.nan_to_num(stored).T
-        likeness[:, np.isnan(stored).any(axis=1)] = -np.inf
+        likeness = colours.astype(np.float32) @ t.image_colours.T
+        likeness[:, ~t.has_colour] = -np.inf
         best = segment_max(t.rec_image, likeness)
         return np.where(np.isfinite(best), best, np.nan).astype(np.float32)
 

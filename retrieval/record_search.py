@@ -44,11 +44,12 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 10
+TABLE_VERSION = 11
 """Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates; 5: BM25 knows the facet
 values, which a query adjective reaches through a synonym; 6: the attribute probe; 7: BM25 knows the facet
 values' stemmed words, which order a Chinese word's senses; 8: BM25 reads a hyphenated compound closed up too; 9:
-and two words closed up where the collection writes them as one; 10: the images' colour descriptors)."""
+and two words closed up where the collection writes them as one; 10: the images' colour descriptors; 11:
+the table keeps which images have one, `has_colour`)."""
 MODES = ("full", "gnn", "encoder")
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from mmkg.encoders.colour import BINS, HUES
+from mmkg.encoders.colour import BINS, hue_share
 from mmkg.graph.schema import Label, Node, Rel, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
@@ -59,13 +59,15 @@ class RecordTable:
     bm25: Bm25Index = field(repr=False)
     image_colours: np.ndarray | None = None
     """(images, colour bins) each image's colour descriptor (encoders/colour.py); NaN rows (or None: all) for
-    images ingested before descriptors were stored."""
+    images ingested before descriptors were stored, which become zero rows with `has_colour` False."""
     pos: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pos = {rid: i for i, rid in enumerate(self.ids)}
         if self.image_colours is None:
             self.image_colours = np.full((len(self.image_ids), BINS), np.nan, np.float32)
+        self.has_colour = ~np.isnan(self.image_colours).any(axis=1)
+        self.image_colours = np.where(self.has_colour[:, None], self.image_colours, 0.0).astype(np.float32)
         self.entity_pos = {eid: i for i, eid in enumerate(self.entity_ids)}
         n_e = len(self.entity_ids)
         df = np.diff((self.rec_entity + self.rec_tag).tocsc().indptr) if n_e else np.zeros(0)
@@ -92,8 +94,8 @@ class RecordTable:
     @functools.cached_property
     def hue_share(self) -> float:
         """The mean share of hue in the images' colour descriptors (0 for greyscale photos, or none described)."""
-        described = self.image_colours[~np.isnan(self.image_colours).any(axis=1)]
-        return float((described[:, : HUES * 4] ** 2).sum(axis=1).mean()) if len(described) else 0.0
+        described = self.image_colours[self.has_colour]
+        return float(hue_share(described).mean()) if len(described) else 0.0
 
     def record_vecs(self) -> np.ndarray:
         """One vector per record: its mean image vector, or its mean text vector when it has no image."""
