@@ -3,9 +3,11 @@
     MMKG_HOME=<workspace with a catalog ingested> .venv/bin/python benchmarks/known_item.py [--n 300]
 
 The category benchmarks (`mmkg eval`) hold their query products out of the gallery, so they never ask for a record
-that is in it; a shopper with a product's photo does. Every `len // n`-th record with an image is asked twice, by
-search itself (`RecordRetriever.search`, first ten hits): its stored photo, and a degraded copy (resized to 2/3,
-saved as JPEG at quality 60: a screenshot or a forwarded picture). A hit counts when it is the record or shows
+that is in it; a shopper with a product's photo does. Every `len // n`-th record with an image is asked three times, by
+search itself (`RecordRetriever.search`, first ten hits): its stored photo, a degraded copy (resized to 2/3,
+saved as JPEG at quality 60: a screenshot or a forwarded picture), and the photo as a phone camera saves a portrait
+shot (the pixels turned a quarter, an EXIF orientation that shows them upright, JPEG at quality 85), read as an
+upload or `mmkg search --image` reads it. A hit counts when it is the record or shows
 the same image (identical pictures are shown once, under one of their records). Systems, on the same workspace:
 `full` (the weights search uses), `full_untuned` (the defaults) and `encoder` (the image vector alone).
 """
@@ -19,10 +21,12 @@ from PIL import Image
 from shopper_queries import systems_on
 
 from mmkg.collection import open_collection
+from mmkg.ingest.images import decode_image
 from mmkg.retrieval.search import Query
 from mmkg.settings import Settings
 
 SYSTEMS = ("full", "full_untuned", "encoder")
+ORIENTATION = 0x0112
 
 
 def degraded(image: Image.Image) -> Image.Image:
@@ -30,6 +34,14 @@ def degraded(image: Image.Image) -> Image.Image:
     buf = io.BytesIO()
     small.save(buf, "JPEG", quality=60)
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def phone(image: Image.Image, max_pixels: int) -> Image.Image:
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # turn 90 degrees clockwise to show
+    buf = io.BytesIO()
+    image.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=85, exif=exif)
+    return decode_image(buf.getvalue(), max_pixels)
 
 
 def main() -> None:
@@ -44,12 +56,14 @@ def main() -> None:
         rows = rows[:: max(1, len(rows) // args.n)][: args.n]
         print(f"weights: {systems['full'].ranker.config.tuned_on}; {len(rows)} records of {len(t)}")
         print(f"{'photo':10s}{'system':>14s}{'first %':>10s}{'top 5 %':>10s}{'top 10 %':>10s}")
-        for variant in ("stored", "degraded"):
+        variants = {"stored": lambda im: im, "degraded": degraded,
+                    "phone": lambda im: phone(im, settings.max_image_pixels)}
+        for variant, make in variants.items():
             ranks: dict[str, list[int]] = {name: [] for name in systems}
             for row in rows:
                 own = {t.image_ids[j] for j in t.images_of(row)}
                 image = Image.open(t.image_paths[t.images_of(row)[0]]).convert("RGB")
-                query = Query(image=image if variant == "stored" else degraded(image))
+                query = Query(image=make(image))
                 for name, retriever in systems.items():
                     hits = retriever.search(query, k=10)
                     found = [i for i, h in enumerate(hits) if h.record == t.ids[row] or h.id in own]

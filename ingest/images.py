@@ -8,9 +8,15 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmkg.errors import BadImageError
+
+pillow_heif.register_heif_opener()  # HEIC / HEIF: what a phone camera saves by default
+
+JPEG_SCALES = (2, 4, 8)
+"""The reductions a JPEG decoder makes while decoding (DCT scaling), at the memory and time of the smaller image."""
 
 
 def resolve_inside(root: Path, relative: str | os.PathLike[str]) -> Path:
@@ -42,20 +48,29 @@ def read_image_bytes(path: Path, max_bytes: int) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int, name: str = "image") -> Image.Image:
-    """Decode fully (so truncation is caught now, not later) and convert to RGB."""
+    """Decode fully (so truncation is caught now, not later), upright and in RGB.
+
+    A phone stores a portrait photo sideways with an EXIF orientation that viewers apply; the encoders must see it
+    as a person does. A JPEG over `max_pixels` (a 48-108 megapixel camera photo) is decoded at the smallest of
+    1/2, 1/4 or 1/8 scale that fits, which the decoder does without holding the full image; any other image over
+    it is refused before decoding."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is the one that counts
             with Image.open(io.BytesIO(data)) as probe:
                 width, height = probe.size
-                if width * height > max_pixels:
+                if width * height > max_pixels and probe.format in ("JPEG", "MPO"):  # MPO: a JPEG with a depth map
+                    scale = next((s for s in JPEG_SCALES if -(-width // s) * -(-height // s) <= max_pixels), 0)
+                    if scale:
+                        probe.draft(probe.mode, (width // scale, height // scale))  # the decoder rounds up
+                if probe.size[0] * probe.size[1] > max_pixels:
                     raise BadImageError(f"image too large ({width}x{height} pixels > {max_pixels}): {name}")
                 probe.load()
-                return probe.convert("RGB")
+                return ImageOps.exif_transpose(probe).convert("RGB")
     except BadImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"image too large (decompression bomb): {name}") from exc
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(f"image too large ({exc}): {name}") from exc
     except UnidentifiedImageError as exc:
         raise BadImageError(f"not an image file: {name}") from exc
     except (OSError, SyntaxError, ValueError) as exc:

@@ -33,7 +33,7 @@ from typing import Any
 from mmkg.errors import UserInputError
 
 DEFAULT_NULLS = frozenset({"", "na", "n/a", "nan", "null", "none", "-"})
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif")
 
 _ID_NAMES = ["id", "recordid", "itemid", "productid", "sku", "uid", "key"]
 _IMAGE_WORDS = {"image", "images", "img", "photo", "picture", "file", "filename", "path", "filepath"}

@@ -141,7 +141,8 @@ def render_sidebar(settings: Settings, backend: Backend) -> logic.SearchRequest 
             type=logic.UPLOAD_TYPES,
             key="upload",
             max_upload_size=limit_mb,
-            help=f"JPEG, PNG, WebP, BMP, GIF or TIFF, up to {limit_mb} MB. Remove it to search by text again.",
+            help=f"JPEG, PNG, WebP, BMP, GIF, TIFF or HEIC (a phone's photo), up to {limit_mb} MB. Remove it to search "
+            "by text again.",
         )
         target = st.segmented_control(
             "Find",

@@ -26,6 +26,7 @@ from mmkg.errors import BadImageError, MmkgError, ModelNotReadyError, StoreUnava
 from mmkg.graph.schema import Edge, Label, Node, Rel, Subgraph, title_order
 from mmkg.graph.store import GraphStore
 from mmkg.ingest.images import decode_image, read_image_bytes
+from mmkg.ingest.mapping import IMAGE_EXTENSIONS
 from mmkg.retrieval.search import Hit, display_name, render_path
 from mmkg.settings import Settings
 from mmkg.workspace import Workspace
@@ -36,7 +37,7 @@ TARGETS = ("images", "texts")
 DEFAULT_K = 24
 MAX_K = 200
 PER_PAGE = 12
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+UPLOAD_TYPES = [ext.lstrip(".") for ext in IMAGE_EXTENSIONS]
 INGEST_HINT = "mmkg ingest ../shared/data/fashion"
 TRAIN_HINT = "mmkg train encoder --data ../shared/data/flickr8k/train"
 ENTITY_FACET = "entity"

@@ -102,6 +102,11 @@ def test_ingest_search_stats_and_idempotence(
     assert [h["kind"] for h in i2t["results"]] == ["text"] * 3 and all(h["text"] for h in i2t["results"])
     i2i = run_json(capsys, "search", "--image", str(image), "-k", "1", "--home", str(home))
     assert Path(i2i["results"][0]["path"]).name == image.name  # an indexed image finds itself first
+    phone = home.parent / "phone.heic"  # the same photo as a phone camera saves it
+    with Image.open(image) as img:
+        img.save(phone, format="HEIF", quality=90)
+    heic = run_json(capsys, "search", "--image", str(phone), "-k", "1", "--home", str(home))
+    assert Path(heic["results"][0]["path"]).name == image.name
 
 
 def test_bad_input_is_skipped_with_reasons_and_the_rest_ingested(
