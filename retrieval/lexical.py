@@ -224,7 +224,10 @@ class Bm25Index:
     def unmatched_words(self, query: str) -> list[str]:
         """The query's words that no document contains, nor any English sense of them: hits can meet these only
         by meaning or look (`perfume` in a catalog that sells none). A lone Chinese character (`的`) is left out:
-        it is rarely the word the query is about."""
+        it is rarely the word the query is about. A query without a word at all (`😀👟`, `???`) is named whole: its
+        hits, found by meaning and look alone, would otherwise pass for matches."""
+        if not WORD.search(query):
+            return [query.strip()]
         vocab = self.model.vocab_dict if self.size else {}
         stated = lambda text: any(t in vocab for t in tokenize(text))  # noqa: E731
         senses = self.translations(query)

@@ -68,6 +68,13 @@ def test_words_no_record_states_in_any_sense_are_named() -> None:
     assert index.unmatched_words("男士皮带") == []  # 男士: man, which the catalog states as Men
 
 
+def test_a_query_without_a_word_is_named_whole() -> None:
+    index = Bm25Index(["Turtle Men Leather Black Belts", "ADIDAS White Sports Shoes"])
+    assert index.unmatched_words(" 😀👟 ") == ["😀👟"]
+    assert index.unmatched_words("?!") == ["?!"]
+    assert index.unmatched_words("shoes 👟") == []
+
+
 def test_a_plural_the_stemmer_keeps_apart_meets_its_singular() -> None:
     index = Bm25Index(["Puma Men Black Shoes", "Nike Women White Shoes", "a child on a swing"])
     assert index.scores("shoes for a man").argmax() == 0 and index.scores("woman shoes").argmax() == 1
