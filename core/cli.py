@@ -21,7 +21,7 @@ from mmkg.graph.factory import open_store
 from mmkg.ingest.detect import open_source
 from mmkg.ingest.images import load_image
 from mmkg.ingest.pipeline import Ingestor, resolve_record_ids
-from mmkg.retrieval.search import Query, unmatched_note
+from mmkg.retrieval.search import UNLIKE_NOTE, Query, unmatched_note
 from mmkg.service.search import Searcher
 from mmkg.settings import Settings
 from mmkg.ui import launch
@@ -123,6 +123,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     if answer["unmatched_words"]:
         print(unmatched_note(answer["unmatched_words"]))
+    if answer["unlike_collection"]:
+        print(UNLIKE_NOTE)
     for rank, hit in enumerate(answer["results"], 1):
         shown = hit["path"] if hit["kind"] == "image" else hit["text"]
         title = hit.get("title")

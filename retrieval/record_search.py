@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mmkg.encoders.base import Encoder
 from mmkg.encoders.colour import colour_descriptor
@@ -117,6 +118,8 @@ class RecordRetriever(Retriever):
         for kind in ("text", "image"):  # a large collection's candidate indexes: built now, not on a user's search
             self.ranker.prepare_search(self.weights(kind, "images"))
         self.linker = QueryLinker(store, vectors.entities)
+        self._last_photo: tuple[Image.Image, np.ndarray] | None = None
+        """The last query photo and its vector: `unlike_collection` asks about the photo just searched."""
 
     # --- public API -------------------------------------------------------------------------
 
@@ -156,6 +159,16 @@ class RecordRetriever(Retriever):
     def unmatched_words(self, query: Query) -> list[str]:
         return [] if query.text is None else self.table.bm25.unmatched_words(query.text)
 
+    def unlike_collection(self, query: Query) -> bool:
+        if query.image is None:
+            return False
+        return bool(self.ranker.image_likeness(self._photo_vector(query.image))[0] < self.ranker.image_floor())
+
+    def _photo_vector(self, image: Image.Image) -> np.ndarray:
+        if self._last_photo is None or self._last_photo[0] is not image:
+            self._last_photo = (image, self.encoder.encode_images([image]))
+        return self._last_photo[1]
+
     def explain(self, query: Query, result_id: str, target: Target | None = None) -> Explanation:
         """Why one record (by record id, source id, or the id of one of its images or texts) scores as it does."""
         row = self.row_of(result_id)
@@ -172,7 +185,7 @@ class RecordRetriever(Retriever):
             entities = self.linker.for_text(query.text)
             return QuerySet("text", vec, [query.text], [[(e.id, e.score) for e in entities]]), entities
         assert query.image is not None
-        vec = self.encoder.encode_images([query.image])
+        vec = self._photo_vector(query.image)
         entities = image_query_entities(self.table, self.linker, vec, self.settings)[0]
         return QuerySet("image", vec, None, [[(e.id, e.score) for e in entities]],
                         colour_descriptor(query.image)[None, :]), entities

@@ -136,11 +136,21 @@ class Retriever(ABC):
         """The query's words that nothing in the collection states (none, for a retriever that cannot tell)."""
         return []
 
+    def unlike_collection(self, query: Query) -> bool:
+        """Whether the query photo is unlike every image of the collection (never, for a retriever that cannot
+        tell): its hits then match it only loosely."""
+        return False
+
 
 def unmatched_note(words: list[str]) -> str:
     """What a user is told when the collection never states some query words: hits are then near, not exact."""
     return (f"No record contains {', '.join(repr(w) for w in words)}: the results match "
             f"{'it' if len(words) == 1 else 'them'} only by meaning and look.")
+
+
+UNLIKE_NOTE = ("This photo is unlike every photo in the collection (its nearest is less alike than 99 % of the "
+               "collection's photos are to theirs): the results match it only loosely.")
+"""What a user is told above the hits of such a photo (a street scene asked of a catalog's product shots)."""
 
 
 class DenseRetriever(Retriever):

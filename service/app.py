@@ -56,6 +56,8 @@ class SearchResponse(BaseModel):
     results: list[dict[str, Any]] = Field(description="the hit objects `mmkg search --json` prints")
     unmatched_words: list[str] = Field(default_factory=list,
                                        description="query words no record states: the results only come near them")
+    unlike_collection: bool = Field(False, description="the query photo is unlike every photo in the collection: "
+                                                      "the results match it only loosely")
 
 
 class ExplainRequest(BaseModel):

@@ -63,12 +63,15 @@ class Searcher:
         mode: str | None = None,
         where: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """What `mmkg search --json` prints and `POST /search` returns: the hits, and the query's words that no
-        record states (then the hits are only near: `retrieval.search.unmatched_note`)."""
+        """What `mmkg search --json` prints and `POST /search` returns: the hits, the query's words that no record
+        states, and whether the query photo is unlike every image of the collection (then the hits are only near:
+        `retrieval.search.unmatched_note`, `UNLIKE_NOTE`)."""
         with self._lock:
             hits = self.search(query, k=k, target=target, mode=mode, where=where)
-            unmatched = self.retriever(mode).unmatched_words(query)
-            return {"query": label, "target": target, "results": hits, "unmatched_words": unmatched}
+            retriever = self.retriever(mode)
+            return {"query": label, "target": target, "results": hits,
+                    "unmatched_words": retriever.unmatched_words(query),
+                    "unlike_collection": retriever.unlike_collection(query)}
 
     def explain(self, query: Query, result_id: str, mode: str | None = None) -> dict[str, Any]:
         with self._lock:

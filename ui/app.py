@@ -18,7 +18,7 @@ from typing import Any
 import streamlit as st
 
 from mmkg.errors import MmkgError
-from mmkg.retrieval.search import Hit, Query, Step, unmatched_note
+from mmkg.retrieval.search import UNLIKE_NOTE, Hit, Query, Step, unmatched_note
 from mmkg.settings import Settings
 from mmkg.ui import logic
 from mmkg.ui.backend import Backend
@@ -185,8 +185,8 @@ def run_search(settings: Settings, backend: Backend, request: logic.SearchReques
     state = st.session_state.get(SEARCH_STATE)
     if state is not None and state.get("sig") == request.signature:
         return state  # type: ignore[no-any-return]
-    state = {"sig": request.signature, "hits": [], "unmatched": [], "error": None, "facets": {}, "titles": {},
-             "seconds": 0.0}
+    state = {"sig": request.signature, "hits": [], "unmatched": [], "unlike": False, "error": None, "facets": {},
+             "titles": {}, "seconds": 0.0}
     started = time.perf_counter()
     try:
         if request.is_image:
@@ -195,7 +195,8 @@ def run_search(settings: Settings, backend: Backend, request: logic.SearchReques
         else:
             query = Query(text=request.text)
         with st.spinner("Searching…"):
-            hits, state["unmatched"] = backend.search(query, request.k, request.target, request.mode)
+            hits, state["unmatched"], state["unlike"] = backend.search(query, request.k, request.target,
+                                                                       request.mode)
             entities = logic.hit_entities(backend.store, hits)
             state["facets"] = {h.id: logic.hit_facets(h, entities.get(h.id, [])) for h in hits}
             state["titles"] = logic.record_titles(backend.store, hits)
@@ -233,6 +234,8 @@ def render_results(settings: Settings, backend: Backend, request: logic.SearchRe
     )
     if state["unmatched"]:
         st.caption(logic.markdown_escape(unmatched_note(state["unmatched"])))
+    if state["unlike"]:
+        st.caption(logic.markdown_escape(UNLIKE_NOTE))
     share = logic.share_query(request)
     if share:
         base = (st.context.url or "").split("?", 1)[0]

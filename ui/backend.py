@@ -112,11 +112,13 @@ class Backend:
                 self._collection = collection_on(self.store, self.settings)
             return self._collection
 
-    def search(self, query: Query, k: int, target: str, mode: str) -> tuple[list[Hit], list[str]]:
-        """The hits, and the query's words that no record states."""
+    def search(self, query: Query, k: int, target: str, mode: str) -> tuple[list[Hit], list[str], bool]:
+        """The hits, the query's words that no record states, and whether the query photo is unlike every photo
+        of the collection."""
         with self._lock:
             retriever = self.retriever(mode if mode in self.modes() else self.modes()[0])
-            return retriever.search(query, k=k, target=target), retriever.unmatched_words(query)  # type: ignore[arg-type]
+            hits = retriever.search(query, k=k, target=target)  # type: ignore[arg-type]
+            return hits, retriever.unmatched_words(query), retriever.unlike_collection(query)
 
     def warm_up(self) -> None:
         """One text search now, so that a user's first search does not wait for what it loads once: the ranking

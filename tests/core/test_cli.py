@@ -67,7 +67,7 @@ def test_missing_collection_is_one_clear_line(capsys: pytest.CaptureFixture[str]
 
 
 def test_ingest_search_stats_and_idempotence(
-    capsys: pytest.CaptureFixture[str], home: Path, fashion_subset: Any
+    capsys: pytest.CaptureFixture[str], home: Path, fashion_subset: Any, shared_data: Path
 ) -> None:
     catalog = fashion_subset(home.parent / "fashion", 30)
     first = run_json(capsys, "ingest", str(catalog), "--home", str(home), "--quiet")
@@ -107,6 +107,13 @@ def test_ingest_search_stats_and_idempotence(
         img.save(phone, format="HEIF", quality=90)
     heic = run_json(capsys, "search", "--image", str(phone), "-k", "1", "--home", str(home))
     assert Path(heic["results"][0]["path"]).name == image.name
+    assert i2i["unlike_collection"] is False and heic["unlike_collection"] is False
+    # A street photo (a man with a backpack) is unlike every product shot: search says its hits are loose.
+    street = shared_data / "flickr8k" / "dev" / "images" / "262446581_06ef7d9445.jpg"
+    loose = run_json(capsys, "search", "--image", str(street), "-k", "3", "--home", str(home))
+    assert loose["unlike_collection"] is True and len(loose["results"]) == 3
+    code, out, _ = run_cli(capsys, "search", "--image", str(street), "-k", "1", "--home", str(home))
+    assert code == 0 and out.startswith("This photo is unlike every photo in the collection")
 
 
 def test_bad_input_is_skipped_with_reasons_and_the_rest_ingested(

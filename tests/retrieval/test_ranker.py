@@ -450,3 +450,31 @@ def test_photos_without_hue_are_not_compared_by_colour() -> None:
         ranker = RecordRanker(table_of(photos))
         assert (ranker.weights_for("image").colour > 0) is compared
         assert ("colour" in ranker.score(query).signals) is compared
+
+
+def test_a_photo_unlike_every_image_of_the_collection_is_told_apart() -> None:
+    """A street scene asked of a catalog's product shots lies farther from every image than the collection's own
+    images lie from their nearest other record: its hits match it only loosely, and search says so. Exact and
+    index-backed likeness agree."""
+    unit = lambda v: (np.asarray(v, np.float32) / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    rng = np.random.default_rng(2)
+    kinds = [unit(rng.normal(size=32)) for _ in range(20)]
+    images = np.stack([unit(k + 0.3 * unit(rng.normal(size=32))) for k in kinds for _ in range(2)])  # pairs
+    n = len(images)
+    names = [f"product {i}" for i in range(n)]
+    table = RecordTable(
+        ids=[f"rec:{i}" for i in range(n)], names=names, sources=["t"] * n, attributes=[[] for _ in names],
+        image_ids=[f"img:{i}" for i in range(n)], image_paths=[f"{i}.jpg" for i in range(n)], image_vecs=images,
+        text_ids=[], text_strings=[], text_kinds=[], text_vecs=np.zeros((0, 32), np.float32),
+        entity_ids=[], entity_names=[], rec_image=sp.identity(n, np.float32, format="csr"),
+        rec_text=sp.csr_matrix((n, 0), dtype=np.float32), rec_entity=sp.csr_matrix((n, 0), dtype=np.float32),
+        rec_tag=sp.csr_matrix((n, 0), dtype=np.float32), attribute_entity=np.zeros(0, bool), bm25=Bm25Index(names))
+    product_shot = unit(kinds[3] + 0.3 * unit(rng.normal(size=32)))
+    scene = unit(rng.normal(size=32))
+    exact, indexed = RecordRanker(table), RecordRanker(table, exact_max=0)
+    floor = exact.image_floor()
+    assert 0.7 < floor < 0.95 and indexed.image_floor() == pytest.approx(floor, abs=1e-5)
+    for ranker in (exact, indexed):
+        likeness = ranker.image_likeness(np.stack([product_shot, scene, images[5]]))
+        assert likeness[0] > floor > likeness[1]
+        assert likeness[2] == pytest.approx(1.0)  # one of the collection's own images
