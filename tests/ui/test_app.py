@@ -314,6 +314,23 @@ def test_words_no_record_states_are_named_above_the_results(tiny: TinyCollection
     assert _cards(at) and not any("No record contains" in t for t in _texts(at))
 
 
+def test_a_photo_unlike_the_collection_is_told_so_above_the_results(tiny: TinyCollection) -> None:
+    """A photo unlike every photo in the collection (the retriever says so) gets a line saying its hits are
+    loose; a photo like the collection's does not."""
+
+    class Telling(WordRetriever):
+        def unlike_collection(self, query: Query) -> bool:
+            return query.image is not None and query.image.getpixel((0, 0)) == (10, 200, 10)
+
+    at = _app(Backend(tiny.settings, store=tiny.store, retrievers={"graph": Telling(tiny)}))
+    at.run()
+    at.file_uploader(key="upload").set_value(("street.png", png_bytes(colour=(10, 200, 10)), "image/png")).run()
+    _no_traceback(at)
+    assert _cards(at) and any(t.startswith("This photo is unlike every photo in the collection") for t in _texts(at))
+    at.file_uploader(key="upload").set_value(("red.png", png_bytes(colour=(205, 25, 35)), "image/png")).run()
+    assert _cards(at) and not any("unlike every photo" in t for t in _texts(at))
+
+
 def test_warming_up_runs_one_search_and_never_raises(tiny: TinyCollection) -> None:
     """The explorer warms its search up while the user types; a search that fails then is reported later, by the
     user's own search, not by the warm-up."""
