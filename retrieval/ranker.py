@@ -71,6 +71,15 @@ the collection's own images' likeness to their nearest other record (`RecordRank
 (4,887 product shots): that percentile is 0.688, while 99 % of 300 flickr8k street photos come no nearer than 0.589."""
 FLOOR_SAMPLE = 1000
 """At most this many of the collection's images (a fixed random sample) measure `image_floor`."""
+UNLIKE_SIGNALS = ("image", "text", "colour")
+"""What ranks a photo unlike the collection (`RecordRanker.unlike`): its likeness to each record's image (to the texts
+of a record without one, a caption) and its colours, as they weigh for a photo like the collection. What the other
+signals read from such a photo is extrapolated from photos it does not resemble: the attribute probe's predictions,
+graph expansion's seeds, the refined vectors' links. Street photos asked of the fashion catalog
+(benchmarks/street_photos.py, 152 flickr8k/dev photos, halves A / B by position): a product of the kind the photo
+shows in the first ten for 15.8 / 15.8 % ranked by every signal, 36.8 / 31.6 % by the image alone, 40.8 / 36.8 % by
+image and colour, 35.5 / 35.5 % with `hub` too (precision@10 10.1 / 10.8, 13.7 / 14.2, 15.5 / 16.6, 10.0 / 10.1;
+chance 13.1): chosen on half A."""
 EXACT_MAX = 20_000
 """Up to this many records one search scores every record; above, a candidate set (retrieval/candidates.py)."""
 MIN_HUE_SHARE = 0.02
@@ -350,6 +359,13 @@ class RecordRanker:
                 likeness = self.image_likeness(t.image_vecs[rows], skip=owner[rows])
                 self._image_floor = float(np.percentile(likeness[np.isfinite(likeness)], UNLIKE_PERCENTILE))
         return self._image_floor
+
+    def unlike(self, queries: QuerySet) -> np.ndarray:
+        """(n,) which queries are photos unlike every image of the collection: their best likeness to one is below
+        `image_floor`. They are ranked by `for_unlike`'s weights, and search says they match only loosely."""
+        if queries.kind != "image" or not len(queries):
+            return np.zeros(len(queries), bool)
+        return self.image_likeness(queries.vectors) < self.image_floor()
 
     def text_members(self, kind: str) -> sp.csr_matrix:
         """Records x texts that the `text` signal reads for a query of this modality. A text query reads every
@@ -722,6 +738,8 @@ class RecordRanker:
             signals[name] = full_row[None, :]
         at = {s: v[:, cand] for s, v in signals.items()}
         fused = np.full((1, n), -np.inf, np.float32)
+        if self.unlike(queries)[0]:
+            w = for_unlike(w)
         fused[0, cand] = fuse(at, w, BASE_SIGNALS, 1, len(cand))[0]
         if w.uses_graph():  # summed in the order `score` sums them, so the floats agree
             fused[0, cand] += fuse(at, w, GRAPH_SIGNALS, 1, len(cand))[0]
@@ -747,6 +765,10 @@ class RecordRanker:
             graph, seeds, seed_w = self.graph_signals(stage1, w)
             signals.update(graph)
             fused = stage1 + fuse(graph, w, GRAPH_SIGNALS, len(queries), len(self.table))
+        far = self.unlike(queries)
+        if far.any():
+            fused[far] = fuse({s: v[far] for s, v in signals.items()}, for_unlike(w), SIGNALS, int(far.sum()),
+                              len(self.table))
         return Scored(signals, fused, seeds, seed_w)
 
 
@@ -758,6 +780,12 @@ def fuse(signals: dict[str, np.ndarray], weights: RankWeights, names: Sequence[s
         if wt and name in signals:
             out += wt * signals[name]
     return out
+
+
+def for_unlike(weights: RankWeights) -> RankWeights:
+    """The weights of a photo unlike the collection (`RecordRanker.unlike`): `UNLIKE_SIGNALS` alone, where these
+    weights count the photo's look (the `gnn` and `encoder` modes' weights stay as they are)."""
+    return weights.only(*UNLIKE_SIGNALS) if weights.image else weights
 
 
 def closest_signal(raw: np.ndarray) -> np.ndarray:

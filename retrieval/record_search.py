@@ -36,7 +36,16 @@ from mmkg.graph.store import GraphStore
 from mmkg.index.vectors import Vectors
 from mmkg.ingest.pipeline import tag_threshold
 from mmkg.retrieval.query_entities import QueryEntity, QueryLinker
-from mmkg.retrieval.ranker import GRAPH_SIGNALS, SIGNALS, QuerySet, RankingConfig, RankWeights, RecordRanker, Scored
+from mmkg.retrieval.ranker import (
+    GRAPH_SIGNALS,
+    SIGNALS,
+    QuerySet,
+    RankingConfig,
+    RankWeights,
+    RecordRanker,
+    Scored,
+    for_unlike,
+)
 from mmkg.retrieval.records import RecordTable, record_words
 from mmkg.retrieval.search import Explanation, Hit, Query, Retriever, Step, Target
 from mmkg.settings import Settings
@@ -137,7 +146,7 @@ class RecordRetriever(Retriever):
     def ranked(self, qs: QuerySet, entities: list[QueryEntity], k: int, target: Target,
                where: Mapping[str, str] | None = None) -> list[Hit]:
         """The hits of a query already prepared (`prepare`): what `search` does once the query is encoded."""
-        weights = self.weights(qs.kind, target)
+        weights = self.query_weights(qs, target)
         rows = self.candidates(target, where)
         scored = self.ranker.search_scores(qs, weights, within=rows, least=k)
         rows = rows[np.isfinite(scored.fused[0][rows])]  # on a large collection only candidates are scored
@@ -162,7 +171,7 @@ class RecordRetriever(Retriever):
     def unlike_collection(self, query: Query) -> bool:
         if query.image is None:
             return False
-        return bool(self.ranker.image_likeness(self._photo_vector(query.image))[0] < self.ranker.image_floor())
+        return bool(self.ranker.unlike(QuerySet("image", self._photo_vector(query.image)))[0])
 
     def _photo_vector(self, image: Image.Image) -> np.ndarray:
         if self._last_photo is None or self._last_photo[0] is not image:
@@ -174,7 +183,7 @@ class RecordRetriever(Retriever):
         row = self.row_of(result_id)
         qs, entities = self.prepare(query)
         nt: Target = target or ("images" if self.table.has_image[row] else "texts")
-        weights = self.weights(qs.kind, nt)
+        weights = self.query_weights(qs, nt)
         scored = self.ranker.search_scores(qs, weights, within=np.array([row]), least=1)
         return self.explain_row(row, qs, scored, weights, entities)
 
@@ -197,6 +206,12 @@ class RecordRetriever(Retriever):
         if self.mode == "gnn":
             return replace(w, gnn=1.0).only("gnn")
         return w
+
+    def query_weights(self, qs: QuerySet, target: str) -> RankWeights:
+        """The weights this one query scores with, as the ranker applies them: a photo unlike the collection is
+        ranked by its look (`for_unlike`), and its explanation then shows that alone."""
+        w = self.weights(qs.kind, target)
+        return for_unlike(w) if self.ranker.unlike(qs)[0] else w
 
     def candidates(self, target: str, where: Mapping[str, str] | None) -> np.ndarray:
         t = self.table

@@ -26,6 +26,7 @@ from mmkg.retrieval.ranker import (
     RankWeights,
     RecordRanker,
     closest_signal,
+    for_unlike,
     reciprocal_rank_fusion,
 )
 from mmkg.retrieval.record_search import RecordRetriever
@@ -452,10 +453,8 @@ def test_photos_without_hue_are_not_compared_by_colour() -> None:
         assert ("colour" in ranker.score(query).signals) is compared
 
 
-def test_a_photo_unlike_every_image_of_the_collection_is_told_apart() -> None:
-    """A street scene asked of a catalog's product shots lies farther from every image than the collection's own
-    images lie from their nearest other record: its hits match it only loosely, and search says so. Exact and
-    index-backed likeness agree."""
+def _product_shots() -> tuple[RecordTable, np.ndarray, np.ndarray]:
+    """Twenty kinds of product, two shots of each, with a new shot of one kind and a street scene like none."""
     unit = lambda v: (np.asarray(v, np.float32) / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
     rng = np.random.default_rng(2)
     kinds = [unit(rng.normal(size=32)) for _ in range(20)]
@@ -469,8 +468,15 @@ def test_a_photo_unlike_every_image_of_the_collection_is_told_apart() -> None:
         entity_ids=[], entity_names=[], rec_image=sp.identity(n, np.float32, format="csr"),
         rec_text=sp.csr_matrix((n, 0), dtype=np.float32), rec_entity=sp.csr_matrix((n, 0), dtype=np.float32),
         rec_tag=sp.csr_matrix((n, 0), dtype=np.float32), attribute_entity=np.zeros(0, bool), bm25=Bm25Index(names))
-    product_shot = unit(kinds[3] + 0.3 * unit(rng.normal(size=32)))
-    scene = unit(rng.normal(size=32))
+    return table, unit(kinds[3] + 0.3 * unit(rng.normal(size=32))), unit(rng.normal(size=32))
+
+
+def test_a_photo_unlike_every_image_of_the_collection_is_told_apart() -> None:
+    """A street scene asked of a catalog's product shots lies farther from every image than the collection's own
+    images lie from their nearest other record: its hits match it only loosely, and search says so. Exact and
+    index-backed likeness agree."""
+    table, product_shot, scene = _product_shots()
+    images = table.image_vecs
     exact, indexed = RecordRanker(table), RecordRanker(table, exact_max=0)
     floor = exact.image_floor()
     assert 0.7 < floor < 0.95 and indexed.image_floor() == pytest.approx(floor, abs=1e-5)
@@ -478,3 +484,22 @@ def test_a_photo_unlike_every_image_of_the_collection_is_told_apart() -> None:
         likeness = ranker.image_likeness(np.stack([product_shot, scene, images[5]]))
         assert likeness[0] > floor > likeness[1]
         assert likeness[2] == pytest.approx(1.0)  # one of the collection's own images
+
+
+def test_a_photo_unlike_the_collection_is_ranked_by_its_look_alone() -> None:
+    """What the other signals read from such a photo (the attribute probe's predictions, graph expansion's seeds,
+    hubness) is extrapolated from product shots it does not resemble: it is ranked by its image similarity alone, in
+    a batch as in a single search above `exact_max`. A photo like the collection keeps every signal, and the `gnn`
+    mode's weights stay as they are."""
+    table, product_shot, scene = _product_shots()
+    queries = QuerySet("image", np.stack([product_shot, scene]))
+    for ranker in (RecordRanker(table), RecordRanker(table, exact_max=0)):
+        assert ranker.unlike(queries).tolist() == [False, True]
+        scored = ranker.score(queries)
+        np.testing.assert_allclose(scored.fused[1], scored.signals["image"][1], rtol=1e-6)
+        assert not np.allclose(scored.fused[0], scored.signals["image"][0])  # closest and hub count for it
+        single = ranker.search_scores(queries.take([1]))
+        found = np.isfinite(single.fused[0])
+        np.testing.assert_allclose(single.fused[0][found], single.signals["image"][0][found], rtol=1e-6)
+    refined = RankWeights(gnn=1.0).only("gnn")
+    assert for_unlike(refined) == refined and for_unlike(RankWeights()) == RankWeights().only("image", "text", "colour")
