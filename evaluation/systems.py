@@ -33,8 +33,8 @@ from mmkg.retrieval.ranker import (
     QuerySet,
     RankWeights,
     RecordRanker,
-    for_unlike,
     fuse,
+    fuse_unlike,
     reciprocal_rank_fusion,
 )
 
@@ -82,7 +82,7 @@ class Tuner:
         n_q, n_r = len(self.queries), len(self.ranker.table)
         stage1 = fuse(base, w, BASE_SIGNALS, n_q, n_r)
         if not w.uses_graph():
-            return self._unlike_fused(stage1, base, w)[:, self.columns]
+            return fuse_unlike(stage1, base, self._unlike, w)[:, self.columns]
         key = (*(getattr(w, s) for s in BASE_SIGNALS), w.seeds, w.temperature, w.tag_weight, w.gnn_alpha, w.gnn_hops,
                w.hub_k, *(bool(getattr(w, s)) for s in GRAPH_SIGNALS))
         if key not in self._graph:
@@ -91,14 +91,7 @@ class Tuner:
             self._graph.clear()  # one graph pass at a time is all coordinate ascent revisits
             self._graph[key] = (graph, stage1)
         graph, stage1 = self._graph[key]
-        return self._unlike_fused(stage1 + fuse(graph, w, GRAPH_SIGNALS, n_q, n_r), base, w)[:, self.columns]
-
-    def _unlike_fused(self, fused: np.ndarray, base: dict[str, np.ndarray], w: RankWeights) -> np.ndarray:
-        far = self._unlike
-        if far.any():
-            fused[far] = fuse({s: v[far] for s, v in base.items()}, for_unlike(w), BASE_SIGNALS, int(far.sum()),
-                              fused.shape[1])
-        return fused
+        return fuse_unlike(stage1 + fuse(graph, w, GRAPH_SIGNALS, n_q, n_r), base, self._unlike, w)[:, self.columns]
 
     def score(self, w: RankWeights) -> float:
         return self.metric(self.fused(w), self.relevant)

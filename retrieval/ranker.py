@@ -765,11 +765,7 @@ class RecordRanker:
             graph, seeds, seed_w = self.graph_signals(stage1, w)
             signals.update(graph)
             fused = stage1 + fuse(graph, w, GRAPH_SIGNALS, len(queries), len(self.table))
-        far = self.unlike(queries)
-        if far.any():
-            fused[far] = fuse({s: v[far] for s, v in signals.items()}, for_unlike(w), SIGNALS, int(far.sum()),
-                              len(self.table))
-        return Scored(signals, fused, seeds, seed_w)
+        return Scored(signals, fuse_unlike(fused, signals, self.unlike(queries), w), seeds, seed_w)
 
 
 def fuse(signals: dict[str, np.ndarray], weights: RankWeights, names: Sequence[str], n_q: int, n_r: int) -> np.ndarray:
@@ -786,6 +782,15 @@ def for_unlike(weights: RankWeights) -> RankWeights:
     """The weights of a photo unlike the collection (`RecordRanker.unlike`): `UNLIKE_SIGNALS` alone, where these
     weights count the photo's look (the `gnn` and `encoder` modes' weights stay as they are)."""
     return weights.only(*UNLIKE_SIGNALS) if weights.image else weights
+
+
+def fuse_unlike(fused: np.ndarray, signals: dict[str, np.ndarray], far: np.ndarray, weights: RankWeights
+                ) -> np.ndarray:
+    """`fused` (queries x records), its rows of photos unlike the collection (`far`) fused again by `for_unlike`."""
+    if far.any():
+        fused[far] = fuse({s: v[far] for s, v in signals.items()}, for_unlike(weights), SIGNALS, int(far.sum()),
+                          fused.shape[1])
+    return fused
 
 
 def closest_signal(raw: np.ndarray) -> np.ndarray:
