@@ -106,7 +106,7 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
                 result.per_query.append({"system": system, "direction": d.name, "query": d.labels[q],
                                          "rank": int(ranks[row]), "top": [column_ids[c] for c in top[row]]})
         result.figures.setdefault("meta", {})[d.name] = {"queries": n, "dev": len(dev), "test": len(test)}
-        if d.queries.kind == "image":  # test photos unlike every gallery photo: ranked by their look (`for_unlike`)
+        if d.queries.kind == "image":  # test photos search tells are unlike every gallery photo
             result.figures["meta"][d.name]["unlike"] = int(ranker.unlike(d.queries.take(test)).sum())
     return result
 

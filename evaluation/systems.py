@@ -70,7 +70,7 @@ class Tuner:
     def __post_init__(self) -> None:
         self._base: dict[tuple[float, float, int, int], dict[str, np.ndarray]] = {}
         self._graph: dict[tuple[Any, ...], tuple[dict[str, np.ndarray], np.ndarray]] = {}
-        self._unlike = self.ranker.unlike(self.queries)  # ranked by `for_unlike`'s weights, as `score` ranks them
+        self._unlike = self.ranker.ranked_by_look(self.queries)  # as `score` ranks them
 
     def fused(self, w: RankWeights) -> np.ndarray:
         w = self.ranker.weights_for(self.queries.kind, w)

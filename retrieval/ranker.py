@@ -367,6 +367,16 @@ class RecordRanker:
             return np.zeros(len(queries), bool)
         return self.image_likeness(queries.vectors) < self.image_floor()
 
+    def ranked_by_look(self, queries: QuerySet) -> np.ndarray:
+        """(n,) the queries `for_unlike`'s weights rank: photos unlike the collection, where it states attributes. There
+        the attribute probe's predictions and the seeds' attributes would rank such a photo, extrapolated from photos
+        it does not resemble; a collection without stated attributes (captioned photos) ranks it by its look already.
+        On flickr8k/dev, whose photos lie farther from the encoder's own training photos than those lie from each
+        other, 87 of 1,000 fell below the floor, and ranked by `for_unlike` image->text R@1 went 34.8 -> 33.9."""
+        if not self.table.attribute_entity.any():
+            return np.zeros(len(queries), bool)
+        return self.unlike(queries)
+
     def text_members(self, kind: str) -> sp.csr_matrix:
         """Records x texts that the `text` signal reads for a query of this modality. A text query reads every
         record's texts. An image query reads only the texts of records without an image (a caption, a note): a
@@ -738,7 +748,7 @@ class RecordRanker:
             signals[name] = full_row[None, :]
         at = {s: v[:, cand] for s, v in signals.items()}
         fused = np.full((1, n), -np.inf, np.float32)
-        if self.unlike(queries)[0]:
+        if self.ranked_by_look(queries)[0]:
             w = for_unlike(w)
         fused[0, cand] = fuse(at, w, BASE_SIGNALS, 1, len(cand))[0]
         if w.uses_graph():  # summed in the order `score` sums them, so the floats agree
@@ -765,7 +775,7 @@ class RecordRanker:
             graph, seeds, seed_w = self.graph_signals(stage1, w)
             signals.update(graph)
             fused = stage1 + fuse(graph, w, GRAPH_SIGNALS, len(queries), len(self.table))
-        return Scored(signals, fuse_unlike(fused, signals, self.unlike(queries), w), seeds, seed_w)
+        return Scored(signals, fuse_unlike(fused, signals, self.ranked_by_look(queries), w), seeds, seed_w)
 
 
 def fuse(signals: dict[str, np.ndarray], weights: RankWeights, names: Sequence[str], n_q: int, n_r: int) -> np.ndarray:
@@ -786,7 +796,7 @@ def for_unlike(weights: RankWeights) -> RankWeights:
 
 def fuse_unlike(fused: np.ndarray, signals: dict[str, np.ndarray], far: np.ndarray, weights: RankWeights
                 ) -> np.ndarray:
-    """`fused` (queries x records), its rows of photos unlike the collection (`far`) fused again by `for_unlike`."""
+    """`fused` (queries x records), the rows `far` (`RecordRanker.ranked_by_look`) fused again by `for_unlike`."""
     if far.any():
         fused[far] = fuse({s: v[far] for s, v in signals.items()}, for_unlike(weights), SIGNALS, int(far.sum()),
                           fused.shape[1])

@@ -208,10 +208,10 @@ class RecordRetriever(Retriever):
         return w
 
     def query_weights(self, qs: QuerySet, target: str) -> RankWeights:
-        """The weights this one query scores with, as the ranker applies them: a photo unlike the collection is
-        ranked by its look (`for_unlike`), and its explanation then shows that alone."""
+        """The weights this one query scores with, as the ranker applies them: a photo unlike a collection that states
+        attributes is ranked by its look (`for_unlike`), and its explanation then shows that alone."""
         w = self.weights(qs.kind, target)
-        return for_unlike(w) if self.ranker.unlike(qs)[0] else w
+        return for_unlike(w) if self.ranker.ranked_by_look(qs)[0] else w
 
     def candidates(self, target: str, where: Mapping[str, str] | None) -> np.ndarray:
         t = self.table
