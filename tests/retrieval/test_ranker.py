@@ -500,7 +500,8 @@ def test_a_photo_unlike_the_collection_is_ranked_by_its_look_alone() -> None:
     image similarity alone, in a batch as in a single search above `exact_max`. A photo like the collection keeps
     every signal, and the `gnn` mode's weights stay as they are. A collection without stated attributes (captioned
     photos) ranks it as any photo: there it is ranked by its look already, and flickr8k/dev's photos against the
-    encoder's own training photos fell below the floor for 87 of 1,000 (their NNN correction lost, R@1 34.8 -> 33.9)."""
+    encoder's own training photos fell below the floor for 87 of 1,000 (without their NNN correction, R@1 33.9 <
+    NNN's 34.0)."""
     plain = RecordRanker(_product_shots()[0])
     table, product_shot, scene = _product_shots(stated=True)
     queries = QuerySet("image", np.stack([product_shot, scene]))
