@@ -362,7 +362,8 @@ class RecordRanker:
 
     def unlike(self, queries: QuerySet) -> np.ndarray:
         """(n,) which queries are photos unlike every image of the collection: their best likeness to one is below
-        `image_floor`. They are ranked by `for_unlike`'s weights, and search says they match only loosely."""
+        `image_floor`. Search says they match only loosely; where the collection states attributes they are also
+        ranked by `for_unlike`'s weights (`ranked_by_look`)."""
         if queries.kind != "image" or not len(queries):
             return np.zeros(len(queries), bool)
         return self.image_likeness(queries.vectors) < self.image_floor()
