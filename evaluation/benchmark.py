@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mmkg.evaluation.metrics import first_relevant_rank, ranking_figures
+from mmkg.evaluation.metrics import average_precisions, first_relevant_rank, ranking_figures
 from mmkg.evaluation.systems import NON_GRAPH, Tuner, baseline_scores, tune_gnn, tune_without_graph
 from mmkg.retrieval.ranker import QuerySet, RankingConfig, RankWeights, RecordRanker
 
@@ -101,10 +101,12 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
                 has = rel[test].any(axis=1)  # a stricter level can leave a query with nothing relevant
                 result.figures.setdefault(system, {})[key] = ranking_figures(scores[has], rel[test][has])
             ranks = first_relevant_rank(scores, d.relevant[main][test])
+            ap = average_precisions(scores, d.relevant[main][test])
             top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
             for row, q in enumerate(test):
                 result.per_query.append({"system": system, "direction": d.name, "query": d.labels[q],
-                                         "rank": int(ranks[row]), "top": [column_ids[c] for c in top[row]]})
+                                         "rank": int(ranks[row]), "ap": round(float(ap[row]), 6),
+                                         "top": [column_ids[c] for c in top[row]]})
         result.figures.setdefault("meta", {})[d.name] = {"queries": n, "dev": len(dev), "test": len(test)}
         if d.queries.kind == "image":  # test photos search tells are unlike every gallery photo
             result.figures["meta"][d.name]["unlike"] = int(ranker.unlike(d.queries.take(test)).sum())

@@ -94,14 +94,15 @@ def _recall_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[int, float]
     return {int(k): float(100.0 * np.mean(best < k)) for k in ks}
 
 
-def _map_from_ranks(ranks: np.ndarray, counts: np.ndarray) -> float:
-    if ranks.shape[0] == 0:
-        return 0.0
+def _ap_from_ranks(ranks: np.ndarray, counts: np.ndarray) -> np.ndarray:
     pos = np.arange(ranks.shape[1])[None, :]
     valid = pos < counts[:, None]
     precision = np.where(valid, (pos + 1) / (ranks + 1.0), 0.0)
-    ap = precision.sum(axis=1) / counts
-    return float(100.0 * ap.mean())
+    return np.asarray(precision.sum(axis=1) / counts, dtype=np.float64)
+
+
+def _map_from_ranks(ranks: np.ndarray, counts: np.ndarray) -> float:
+    return float(100.0 * _ap_from_ranks(ranks, counts).mean()) if ranks.shape[0] else 0.0
 
 
 def _ndcg_from_ranks(ranks: np.ndarray, counts: np.ndarray, k: int) -> float:
@@ -195,3 +196,9 @@ def first_relevant_rank(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     """(queries,) 0-based rank of each query's best-ranked relevant candidate."""
     ranks, _ = relevant_ranks(scores, relevant)
     return ranks[:, 0] if ranks.shape[1] else np.zeros(len(ranks), np.int64)
+
+
+def average_precisions(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """(queries,) each query's average precision (0 to 1): its share of the mAP, so two systems can be compared
+    query by query (benchmarks/paired_systems.py)."""
+    return _ap_from_ranks(*relevant_ranks(scores, relevant))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mmkg.evaluation.metrics import (
+    average_precisions,
     image_text_retrieval,
     mean_average_precision,
     ndcg_at_k,
@@ -71,6 +72,15 @@ def test_matches_bruteforce_reference(seed: int, levels: int | None) -> None:
         assert rec[k] == pytest.approx(ref[f"R@{k}"], abs=1e-9)
     assert mean_average_precision(scores, relevant) == pytest.approx(ref["mAP"], abs=1e-9)
     assert ndcg_at_k(scores, relevant, k=10) == pytest.approx(ref["NDCG@10"], abs=1e-9)
+
+
+def test_average_precisions_are_each_querys_share_of_the_map() -> None:
+    rng = np.random.default_rng(7)
+    scores, relevant = _random_case(rng, n_q=25, n_c=40, max_rel=5, levels=5)
+    ap = average_precisions(scores, relevant)
+    for q in range(len(ap)):
+        assert 100 * ap[q] == pytest.approx(_ref_metrics(scores[q : q + 1], relevant[q : q + 1], (1,), 10)["mAP"])
+    assert 100 * ap.mean() == pytest.approx(mean_average_precision(scores, relevant))
 
 
 def test_ranks_match_reference_positions() -> None:

@@ -44,6 +44,11 @@ def test_image_caption_report_has_every_system(trained_home: Path, tmp_path: Pat
     t2i = [r for r in rows if r["direction"] == "t2i" and r["system"] == "encoder"]
     assert t2i and all(len(r["top"]) == 5 and r["rank"] >= 0 and isinstance(r["query"], str) for r in t2i)
     assert all(r["query"].startswith("images/") for r in rows if r["direction"] == "i2t")
+    for system in ("encoder", "full"):  # each query's average precision: the system's mAP, query by query
+        for direction in ("t2i", "i2t"):
+            ap = [r["ap"] for r in rows if r["system"] == system and r["direction"] == direction]
+            assert all(0 <= a <= 1 for a in ap)
+            assert 100 * sum(ap) / len(ap) == pytest.approx(result[system][direction]["mAP"], abs=0.01)
 
 
 def test_a_coco_folder_gets_the_image_caption_protocol(trained_home: Path, tmp_path: Path) -> None:
