@@ -66,16 +66,16 @@ def main() -> None:
     parser.add_argument("a", help="a system of that run (full)")
     parser.add_argument("b", help="the system it is compared with (nnn, bm25, encoder...)")
     args = parser.parse_args()
-    ranks = runs(args.per_query)
+    by_run = runs(args.per_query)
     rng = np.random.default_rng(0)
     wa, wb = max(10, len(args.a) + 2), max(10, len(args.b) + 2)
     print(f"{'direction':10s}{'measure':>12s}{args.a:>{wa}s}{args.b:>{wb}s}{'diff':>8s}{'95 % interval':>18s}"
           f"{'a ahead':>9s}{'b ahead':>9s}{'sign p':>10s}")
-    for direction in sorted({d for _, d in ranks}):
-        if (args.a, direction) not in ranks or (args.b, direction) not in ranks:
+    for direction in sorted({d for _, d in by_run}):
+        if (args.a, direction) not in by_run or (args.b, direction) not in by_run:
             continue
-        for name, x, y, d, low, high, ahead, behind, p in compare(ranks[(args.a, direction)],
-                                                                   ranks[(args.b, direction)], rng):
+        for name, x, y, d, low, high, ahead, behind, p in compare(by_run[(args.a, direction)],
+                                                                   by_run[(args.b, direction)], rng):
             print(f"{direction:10s}{name:>12s}{x:{wa}.2f}{y:{wb}.2f}{d:+8.2f}{f'[{low:+.2f}, {high:+.2f}]':>18s}"
                   f"{ahead:9d}{behind:9d}{p:10.2g}")
 
