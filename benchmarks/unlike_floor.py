@@ -19,7 +19,6 @@ import numpy as np
 
 from mmkg.collection import open_collection
 from mmkg.ingest.images import decode_image
-from mmkg.retrieval.ranker import FLOOR_SAMPLE
 from mmkg.retrieval.record_search import RecordRetriever
 from mmkg.settings import Settings
 
@@ -47,11 +46,7 @@ def main() -> None:
     settings = Settings.load()
     with open_collection(settings, read_only=True) as col:
         ranker = RecordRetriever(settings, col.store, col.vectors, col.encoder).ranker
-        t = ranker.table
-        owner = np.asarray(t.rec_image.argmax(axis=0)).ravel()
-        rows = np.sort(np.random.default_rng(0).choice(len(owner), min(len(owner), FLOOR_SAMPLE), replace=False))
-        own = ranker.image_likeness(t.image_vecs[rows], skip=owner[rows])
-        own = own[np.isfinite(own)]
+        own = ranker.own_likeness()
         print(f"{len(own)} of the collection's images, likeness to their nearest other record, percentiles: "
               + ", ".join(f"p{p:g} {v:.3f}" for p, v in zip(PERCENTILES, np.percentile(own, PERCENTILES), strict=True)))
         cut = floors(own)

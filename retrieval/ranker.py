@@ -350,15 +350,19 @@ class RecordRanker:
         says (`RecordRetriever.unlike_collection`): ranked as usual, a flickr8k photo of a man with a backpack
         listed ten pairs of socks."""
         if self._image_floor is None:
-            t = self.table
-            owner = np.asarray(t.rec_image.argmax(axis=0)).ravel()  # an image's (first) record
-            self._image_floor = -math.inf
-            if t.has_image.sum() >= 2:
-                n = t.image_vecs.shape[0]
-                rows = np.sort(np.random.default_rng(0).choice(n, min(n, FLOOR_SAMPLE), replace=False))
-                likeness = self.image_likeness(t.image_vecs[rows], skip=owner[rows])
-                self._image_floor = float(np.percentile(likeness[np.isfinite(likeness)], UNLIKE_PERCENTILE))
+            likeness = self.own_likeness() if self.table.has_image.sum() >= 2 else np.empty(0)
+            self._image_floor = float(np.percentile(likeness, UNLIKE_PERCENTILE)) if len(likeness) else -math.inf
         return self._image_floor
+
+    def own_likeness(self) -> np.ndarray:
+        """The likeness of the collection's images (a fixed sample of `FLOOR_SAMPLE`) to their nearest other
+        record: what `image_floor` takes its percentile of (benchmarks/unlike_floor.py weighs other floors)."""
+        t = self.table
+        owner = np.asarray(t.rec_image.argmax(axis=0)).ravel()  # an image's (first) record
+        n = t.image_vecs.shape[0]
+        rows = np.sort(np.random.default_rng(0).choice(n, min(n, FLOOR_SAMPLE), replace=False))
+        likeness = self.image_likeness(t.image_vecs[rows], skip=owner[rows])
+        return likeness[np.isfinite(likeness)]
 
     def unlike(self, queries: QuerySet) -> np.ndarray:
         """(n,) which queries are photos unlike every image of the collection: their best likeness to one is below
