@@ -253,6 +253,7 @@ class RecordRanker:
         self._have_cache: dict[float, sp.csr_matrix] = {}
         self._profile_cache: dict[float, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
         self._terms_cache: list[tuple[str, ...]] | None = None
+        self._states_cache: dict[str, np.ndarray] = {}
         self._refined_cache: dict[tuple[float, int, float], tuple[np.ndarray, np.ndarray]] = {}
         self._dense_cache: dict[object, DenseSignal] = {}
         self._hub_cache: dict[tuple[str, int], np.ndarray] = {}
@@ -304,7 +305,7 @@ class RecordRanker:
             out["lexical"] = _standardise(np.stack([t.bm25.scores(s) for s in queries.texts]) if len(queries)
                                           else np.zeros((0, len(t)), np.float32))
         if queries.entities and len(t.entity_ids):
-            out["attribute"] = _standardise(self.entity_share(queries.entities, tag_weight))
+            out["attribute"] = _standardise(self.attribute_fit(queries, tag_weight))
         if weights.gnn:
             out["gnn"] = _standardise(self.gnn_scores(queries, weights))
         if weights.hub and spread:
@@ -466,6 +467,30 @@ class RecordRanker:
                     vals.append(s * float(t.idf[t.entity_pos[e]]))
         return sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(entities), len(t.entity_ids)))
 
+    def attribute_fit(self, queries: QuerySet, tag_weight: float) -> np.ndarray:
+        """Queries x records: the `attribute` signal before standardising, what a record covers of the query's
+        concepts, less what it contradicts of a text query's (`entity_conflict`). A photo's values are the probe's
+        guesses, several per attribute: a record would contradict most of them, and a guess is no reason to put a
+        record stating otherwise last (a photo's own product, stating only its colour, fell behind a look-alike)."""
+        share = self.entity_share(queries.entities, tag_weight)
+        return share - self.entity_conflict(queries.entities) if queries.kind == "text" else share
+
+    def _concepts(self, entities: Sequence[tuple[str, float]]) -> list[tuple[float, list[int]]]:
+        """One query's concepts: each term's share of the query's IDF weight and the entity columns that stand
+        for it (`entity_share`)."""
+        t = self.table
+        weight: dict[str, float] = {}
+        cols: dict[str, list[int]] = {}
+        for e, s in entities:
+            col = t.entity_pos.get(e)
+            if col is None or s <= 0:
+                continue
+            for term in self._terms()[col]:
+                weight[term] = weight.get(term, 0.0) + s * float(t.idf[col])
+                cols.setdefault(term, []).append(col)
+        total = sum(weight.values())
+        return [(weight[term] / total, term_cols) for term, term_cols in cols.items() if total > 0 and weight[term] > 0]
+
     def entity_share(self, entities: Sequence[Sequence[tuple[str, float]]], tag_weight: float) -> np.ndarray:
         """Queries x records: the IDF-weighted share of each query's concepts that a record covers.
 
@@ -476,24 +501,38 @@ class RecordRanker:
         every query entity that stands for it, so what the collection states as a facet (a mention and an
         attribute) weighs more than a word only mentioned (on the fashion catalog's dev queries this beat the
         best single entity's IDF: tuned mAP 64.9 vs 60.3, and a plain share of entities: 59.1)."""
-        t = self.table
         have = self._have_t(tag_weight)
+        out = np.zeros((len(entities), len(self.table)), np.float32)
+        for i, ents in enumerate(entities):
+            for share, cols in self._concepts(ents):  # covered: the best of the record's links for the term
+                out[i] += share * have[cols].max(axis=0).toarray().ravel()
+        return out
+
+    def entity_conflict(self, entities: Sequence[Sequence[tuple[str, float]]]) -> np.ndarray:
+        """Queries x records: the share of each query's concepts that a record contradicts: the query names a value
+        of an attribute (`red` is a baseColour), and the record states another value of it and none of the query's
+        entities for that concept. Saying nothing is not saying otherwise: a black watch is a worse answer to "red
+        watch" than a watch whose colour is not stated, and coverage alone ranked them level, so a rarer word the
+        black one shared (its brand) put it first. Only stated values contradict; a predicted tag never does."""
+        t = self.table
+        stated = self._have_t(0.0)
         out = np.zeros((len(entities), len(t)), np.float32)
         for i, ents in enumerate(entities):
-            weight: dict[str, float] = {}
-            cols: dict[str, list[int]] = {}
-            for e, s in ents:
-                col = t.entity_pos.get(e)
-                if col is None or s <= 0:
-                    continue
-                for term in self._terms()[col]:
-                    weight[term] = weight.get(term, 0.0) + s * float(t.idf[col])
-                    cols.setdefault(term, []).append(col)
-            total = sum(weight.values())
-            for term, term_cols in cols.items():
-                if total > 0 and weight[term] > 0:  # covered: the best of the record's links for the term
-                    out[i] += (weight[term] / total) * have[term_cols].max(axis=0).toarray().ravel()
+            for share, cols in self._concepts(ents):
+                keys = {t.entity_names[c].split(":", 1)[0] for c in cols if t.attribute_entity[c]}
+                if keys:
+                    states = np.logical_or.reduce([self._states(k) for k in keys])
+                    out[i] += share * (states & (stated[cols].max(axis=0).toarray().ravel() == 0))
         return out
+
+    def _states(self, key: str) -> np.ndarray:
+        """Which records state some value of attribute `key`."""
+        if key not in self._states_cache:
+            t = self.table
+            cols = [c for c, (name, attr) in enumerate(zip(t.entity_names, t.attribute_entity, strict=True))
+                    if attr and name.split(":", 1)[0] == key]
+            self._states_cache[key] = np.asarray(t.rec_entity[:, cols].sum(axis=1)).ravel() > 0
+        return self._states_cache[key]
 
     def _terms(self) -> list[tuple[str, ...]]:
         """Each entity's concept terms (its own id when it has no words)."""
@@ -684,7 +723,7 @@ class RecordRanker:
         if queries.texts is not None:
             full["lexical"] = _standardise(t.bm25.scores(queries.texts[0])[None, :])[0]
         if queries.entities and len(t.entity_ids):
-            full["attribute"] = _standardise(self.entity_share(queries.entities, w.tag_weight))[0]
+            full["attribute"] = _standardise(self.attribute_fit(queries, w.tag_weight))[0]
         if queries.colours is not None and w.colour:
             full["colour"] = _standardise(self.colour_likeness(queries.colours))[0]
         lap("sparse")

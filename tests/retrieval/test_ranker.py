@@ -212,6 +212,31 @@ def test_a_stated_attribute_and_a_mention_of_the_same_word_are_one_concept() -> 
     assert 0 < brown < stated and other == 0
 
 
+def test_a_record_stating_another_value_of_a_named_attribute_ranks_below_one_that_says_nothing() -> None:
+    """"red watch" names baseColour:Red. A black watch of the brand the query also names shares more of the query's
+    rarer words than a red watch, and a watch whose colour is not stated covers as much as the black one: the
+    black watch states a colour the shopper did not ask for, so on the attribute signal it must come after both.
+    A record whose name says red covers the concept, whatever colour it states; a photo's predicted values are
+    guesses, so an image query's attribute signal is the coverage alone."""
+    attributes = {"baseColour:Red", "baseColour:Black", "articleType:Watches"}
+    table = _table_of({
+        "red": ["baseColour:Red", "articleType:Watches"],
+        "black_puma": ["baseColour:Black", "articleType:Watches", "puma"],
+        "unstated": ["articleType:Watches", "puma"],
+        "named_red": ["red", "baseColour:Black", "articleType:Watches"],
+    }, attributes)
+    entities = [[(f"ent:{e.casefold()}", 1.0) for e in ("baseColour:Red", "red", "articleType:Watches", "puma")]]
+    ranker = RecordRanker(table)
+    text = QuerySet("text", np.zeros((1, 4), np.float32), ["puma red watch"], entities)
+    red, black_puma, unstated, named_red = ranker.attribute_fit(text, tag_weight=0.0)[0]
+    share = ranker.entity_share(entities, tag_weight=0.0)[0]
+    assert share[1] == pytest.approx(share[2])  # coverage alone cannot tell them apart
+    assert black_puma < unstated and black_puma < red
+    assert named_red == pytest.approx(share[3])  # covered by its name: nothing contradicted
+    photo = QuerySet("image", np.zeros((1, 4), np.float32), None, entities)
+    assert np.allclose(ranker.attribute_fit(photo, tag_weight=0.0)[0], share)
+
+
 def test_a_seed_gets_from_itself_what_its_nearest_other_record_gets_from_it() -> None:
     """Graph expansion must not echo a seed back to itself. The query's best record (`odd`) holds most of the
     seeds' weight and shares nothing with the other seeds: on graph_entity it scores what its nearest other record
