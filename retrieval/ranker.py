@@ -514,16 +514,34 @@ class RecordRanker:
         entities for that concept. Saying nothing is not saying otherwise: a black watch is a worse answer to "red
         watch" than a watch whose colour is not stated, and coverage alone ranked them level, so a rarer word the
         black one shared (its brand) put it first. Only stated values contradict; a predicted tag never does."""
-        t = self.table
         stated = self._have_t(0.0)
-        out = np.zeros((len(entities), len(t)), np.float32)
+        out = np.zeros((len(entities), len(self.table)), np.float32)
         for i, ents in enumerate(entities):
             for share, cols in self._concepts(ents):
-                keys = {t.entity_names[c].split(":", 1)[0] for c in cols if t.attribute_entity[c]}
+                keys = self._keys(cols)
                 if keys:
                     states = np.logical_or.reduce([self._states(k) for k in keys])
                     out[i] += share * (states & (stated[cols].max(axis=0).toarray().ravel() == 0))
         return out
+
+    def contradictions(self, entities: Sequence[tuple[str, float]], row: int) -> list[tuple[str, list[str]]]:
+        """What record `row` contradicts of one text query's concepts (`entity_conflict`), for its explanation:
+        each value it states, with the values of that attribute the query names."""
+        t = self.table
+        stated = set(t.rec_entity[row].indices)
+        out = []
+        for _, cols in self._concepts(entities):
+            keys = self._keys(cols)
+            if keys and not stated.intersection(cols):
+                asked = [t.entity_names[c] for c in cols if t.attribute_entity[c]]
+                out += [(t.entity_names[c], asked) for c in sorted(stated)
+                        if t.attribute_entity[c] and t.entity_names[c].split(":", 1)[0] in keys]
+        return out
+
+    def _keys(self, cols: Sequence[int]) -> set[str]:
+        """The attributes the entity columns `cols` are values of (`baseColour` for baseColour:Red)."""
+        t = self.table
+        return {t.entity_names[c].split(":", 1)[0] for c in cols if t.attribute_entity[c]}
 
     def _states(self, key: str) -> np.ndarray:
         """Which records state some value of attribute `key`."""

@@ -279,6 +279,10 @@ class RecordRetriever(Retriever):
             shared = [ent.name for ent, _ in found]
             groups.append((contributions["attribute"], [self._entity_path(query_name, ent, row, col not in stated)
                                                         for ent, col in found]))
+        contradicted = []
+        if "attribute" in contributions and qs.kind == "text" and qs.entities:
+            contradicted = [f"{value}, asked {' or '.join(asked)}"
+                            for value, asked in self.ranker.contradictions(qs.entities[0], row)]
         graph = sum(max(contributions.get(s, 0.0), 0.0) for s in GRAPH_SIGNALS)
         if graph > 0 and scored.seeds.shape[1]:
             groups.append((graph, self._seed_paths(query_name, row, scored, contributions)))
@@ -291,7 +295,8 @@ class RecordRetriever(Retriever):
         for p in paths:
             if p not in unique:
                 unique.append(p)
-        return Explanation(shared_entities=shared, paths=unique, signals=contributions, matched_words=lexical)
+        return Explanation(shared_entities=shared, paths=unique, signals=contributions, matched_words=lexical,
+                           contradicted=contradicted)
 
     def _entity_path(self, query_name: str, ent: QueryEntity, row: int, predicted: bool) -> list[Step]:
         t = self.table

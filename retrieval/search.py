@@ -60,6 +60,9 @@ class Explanation:
     """Each signal's contribution to the score (weight x standardised score)."""
     matched_words: list[str] = field(default_factory=list)
     """The query's words the record contains (the lexical signal)."""
+    contradicted: list[str] = field(default_factory=list)
+    """The values the record states against the query's (`baseColour:Black, asked baseColour:Red`): what the
+    attribute signal took off."""
 
     def lines(self) -> list[str]:
         out = []
@@ -68,6 +71,8 @@ class Explanation:
             out.append("signals: " + ", ".join(f"{k} {v:+.2f}" for k, v in parts))
         if self.matched_words:
             out.append("words: " + ", ".join(self.matched_words))
+        if self.contradicted:
+            out.append("states otherwise: " + "; ".join(self.contradicted))
         return out + [render_path(p) for p in self.paths]
 
     def to_json(self) -> dict[str, Any]:
@@ -75,6 +80,7 @@ class Explanation:
             "signals": self.signals,
             "matched_words": self.matched_words,
             "shared_entities": self.shared_entities,
+            "contradicted": self.contradicted,
             "paths": [[s.__dict__ for s in p] for p in self.paths],
             "text": self.lines(),
         }

@@ -183,7 +183,13 @@ def share_query(request: SearchRequest) -> str | None:
 
 
 def short_why(hit: Hit) -> str:
-    """The one-line explanation on a result card."""
+    """The one-line explanation on a result card, with what the record states against the query."""
+    against = [c.split(",", 1)[0] for c in hit.explanation.contradicted]
+    why = _why(hit)
+    return why + f" (but states {', '.join(_display_entity(a) for a in against)})" if against else why
+
+
+def _why(hit: Hit) -> str:
     ents = list(dict.fromkeys(_display_entity(e) for e in hit.explanation.shared_entities))
     if ents:  # a case's diagnosis, topic and mention of one disease read the same: named once
         shown = ", ".join(ents[:4])

@@ -71,6 +71,36 @@ def test_golden_watch_finds_the_gold_watches_and_says_through_which_word(
         gallery.close()
 
 
+PUMA_WATCHES = ["10394", "10395", "10698", "10325", "10326", "10327", "10328"]
+"""Two red Puma watches, a red Esprit watch and four black Puma watches."""
+
+
+def test_a_watch_stating_another_colour_than_asked_loses_the_attribute_signal_and_says_so(
+        tmp_path: Path, fashion_subset, catalog_gallery) -> None:
+    """"red puma watch": the black Puma watches share the brand with the query, the red Esprit watch only the
+    colour. On the attribute signal every red watch must come before every black one, the red Puma watches lead
+    the list, and a black watch says that it states black where the query asked red (explanation and result
+    card)."""
+    folder = fashion_subset(tmp_path / "watches", len(PUMA_WATCHES), PUMA_WATCHES)
+    gallery, encoder, _, _ = catalog_gallery(folder, tmp_path / "ws")
+    try:
+        retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
+        hits = retriever.search(Query(text="red puma watch"), k=7)
+        red = [h for h in hits if "baseColour:Red" in h.attributes]
+        black = [h for h in hits if "baseColour:Black" in h.attributes]
+        assert len(red) == 3 and len(black) == 4
+        assert hits[0] in red and hits[1] in red, [h.title for h in hits]
+        assert min(h.explanation.signals["attribute"] for h in red) > max(h.explanation.signals["attribute"]
+                                                                          for h in black)
+        for h in black:
+            assert h.explanation.contradicted == ["baseColour:black, asked baseColour:red"], h.explanation
+            assert "states otherwise: baseColour:black, asked baseColour:red" in h.explanation.lines()
+            assert logic.short_why(h).endswith("(but states black)"), logic.short_why(h)
+        assert all(h.explanation.contradicted == [] for h in red)
+    finally:
+        gallery.close()
+
+
 def test_a_photo_query_links_the_attribute_values_predicted_for_it_and_says_so(
         tmp_path: Path, fashion_subset, catalog_gallery) -> None:
     """A photo states nothing, so image search read no attribute and took every hit's type and colour from the
