@@ -475,8 +475,8 @@ class RecordRanker:
         share = self.entity_share(queries.entities, tag_weight)
         return share - self.entity_conflict(queries.entities) if queries.kind == "text" else share
 
-    def _concepts(self, entities: Sequence[tuple[str, float]]) -> list[tuple[float, list[int]]]:
-        """One query's concepts: each term's share of the query's IDF weight and the entity columns that stand
+    def _concepts(self, entities: Sequence[tuple[str, float]]) -> list[tuple[str, float, list[int]]]:
+        """One query's concepts: each term, its share of the query's IDF weight and the entity columns that stand
         for it (`entity_share`)."""
         t = self.table
         weight: dict[str, float] = {}
@@ -489,7 +489,8 @@ class RecordRanker:
                 weight[term] = weight.get(term, 0.0) + s * float(t.idf[col])
                 cols.setdefault(term, []).append(col)
         total = sum(weight.values())
-        return [(weight[term] / total, term_cols) for term, term_cols in cols.items() if total > 0 and weight[term] > 0]
+        return [(term, weight[term] / total, term_cols) for term, term_cols in cols.items()
+                if total > 0 and weight[term] > 0]
 
     def entity_share(self, entities: Sequence[Sequence[tuple[str, float]]], tag_weight: float) -> np.ndarray:
         """Queries x records: the IDF-weighted share of each query's concepts that a record covers.
@@ -504,37 +505,46 @@ class RecordRanker:
         have = self._have_t(tag_weight)
         out = np.zeros((len(entities), len(self.table)), np.float32)
         for i, ents in enumerate(entities):
-            for share, cols in self._concepts(ents):  # covered: the best of the record's links for the term
+            for _, share, cols in self._concepts(ents):  # covered: the best of the record's links for the term
                 out[i] += share * have[cols].max(axis=0).toarray().ravel()
         return out
 
     def entity_conflict(self, entities: Sequence[Sequence[tuple[str, float]]]) -> np.ndarray:
         """Queries x records: the share of each query's concepts that a record contradicts: the query names a value
-        of an attribute (`red` is a baseColour), and the record states another value of it and none of the query's
-        entities for that concept. Saying nothing is not saying otherwise: a black watch is a worse answer to "red
-        watch" than a watch whose colour is not stated, and coverage alone ranked them level, so a rarer word the
-        black one shared (its brand) put it first. Only stated values contradict; a predicted tag never does."""
-        stated = self._have_t(0.0)
+        of an attribute (`red` is a baseColour), and the record states another value of it, none of the query's
+        entities for that concept, and not its word (a two-tone "Red Black Watch" stating black is red too). Saying
+        nothing is not saying otherwise: a black watch is a worse answer to "red watch" than a watch whose colour is
+        not stated, and coverage alone ranked them level, so a rarer word the black one shared (its brand) put it
+        first. Only stated values contradict; a predicted tag never does."""
         out = np.zeros((len(entities), len(self.table)), np.float32)
         for i, ents in enumerate(entities):
-            for share, cols in self._concepts(ents):
-                keys = self._keys(cols)
-                if keys:
-                    states = np.logical_or.reduce([self._states(k) for k in keys])
-                    out[i] += share * (states & (stated[cols].max(axis=0).toarray().ravel() == 0))
+            for term, share, cols in self._concepts(ents):
+                against = self._against(term, cols)
+                if against is not None:
+                    out[i] += share * against
         return out
+
+    def _against(self, term: str, cols: list[int]) -> np.ndarray | None:
+        """Which records contradict the concept `term` (`entity_conflict`); None when it names no attribute."""
+        keys = self._keys(cols)
+        if not keys:
+            return None
+        states = np.logical_or.reduce([self._states(k) for k in keys])
+        has = self._have_t(0.0)[cols].max(axis=0).toarray().ravel() > 0
+        return states & ~has & ~(self.table.bm25.scores(term) > 0)
 
     def contradictions(self, entities: Sequence[tuple[str, float]], row: int) -> list[tuple[str, list[str]]]:
         """What record `row` contradicts of one text query's concepts (`entity_conflict`), for its explanation:
         each value it states, with the values of that attribute the query names."""
         t = self.table
-        stated = set(t.rec_entity[row].indices)
+        stated = sorted(t.rec_entity[row].indices)
         out = []
-        for _, cols in self._concepts(entities):
-            keys = self._keys(cols)
-            if keys and not stated.intersection(cols):
+        for term, _, cols in self._concepts(entities):
+            against = self._against(term, cols)
+            if against is not None and against[row]:
+                keys = self._keys(cols)
                 asked = [t.entity_names[c] for c in cols if t.attribute_entity[c]]
-                out += [(t.entity_names[c], asked) for c in sorted(stated)
+                out += [(t.entity_names[c], asked) for c in stated
                         if t.attribute_entity[c] and t.entity_names[c].split(":", 1)[0] in keys]
         return out
 

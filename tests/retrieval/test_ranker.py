@@ -216,7 +216,8 @@ def test_a_record_stating_another_value_of_a_named_attribute_ranks_below_one_tha
     """"red watch" names baseColour:Red. A black watch of the brand the query also names shares more of the query's
     rarer words than a red watch, and a watch whose colour is not stated covers as much as the black one: the
     black watch states a colour the shopper did not ask for, so on the attribute signal it must come after both.
-    A record whose name says red covers the concept, whatever colour it states; a photo's predicted values are
+    A record that has the query's entity `red` covers the concept, whatever colour it states, and one whose words
+    say red (a two-tone "red black" watch stating black) contradicts nothing; a photo's predicted values are
     guesses, so an image query's attribute signal is the coverage alone."""
     attributes = {"baseColour:Red", "baseColour:Black", "articleType:Watches"}
     table = _table_of({
@@ -224,15 +225,19 @@ def test_a_record_stating_another_value_of_a_named_attribute_ranks_below_one_tha
         "black_puma": ["baseColour:Black", "articleType:Watches", "puma"],
         "unstated": ["articleType:Watches", "puma"],
         "named_red": ["red", "baseColour:Black", "articleType:Watches"],
+        "red black": ["baseColour:Black", "articleType:Watches"],
     }, attributes)
     entities = [[(f"ent:{e.casefold()}", 1.0) for e in ("baseColour:Red", "red", "articleType:Watches", "puma")]]
     ranker = RecordRanker(table)
     text = QuerySet("text", np.zeros((1, 4), np.float32), ["puma red watch"], entities)
-    red, black_puma, unstated, named_red = ranker.attribute_fit(text, tag_weight=0.0)[0]
+    red, black_puma, unstated, named_red, two_tone = ranker.attribute_fit(text, tag_weight=0.0)[0]
     share = ranker.entity_share(entities, tag_weight=0.0)[0]
     assert share[1] == pytest.approx(share[2])  # coverage alone cannot tell them apart
     assert black_puma < unstated and black_puma < red
     assert named_red == pytest.approx(share[3])  # covered by its name: nothing contradicted
+    assert two_tone == pytest.approx(share[4]) and black_puma < two_tone
+    assert ranker.contradictions(entities[0], 1) == [("baseColour:Black", ["baseColour:Red"])]
+    assert ranker.contradictions(entities[0], 4) == []
     photo = QuerySet("image", np.zeros((1, 4), np.float32), None, entities)
     assert np.allclose(ranker.attribute_fit(photo, tag_weight=0.0)[0], share)
 
