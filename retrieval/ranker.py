@@ -87,6 +87,9 @@ MIN_HUE_SHARE = 0.02
 radiographs: 0.000 over 300 of them; fashion 0.469, flickr8k 0.534, coco 0.485) leave it only a histogram of
 brightness, which on MedPix's dev images lowered mAP (23.6 -> 21.9 at weight 1) where the catalog's colours
 raised it."""
+MULTI_VALUED = 0.1
+"""An attribute that more than this share of the records stating it state several values of contradicts nothing
+(`RecordRanker._states`)."""
 HUB_BANK = 8_192
 """At most this many of the collection's items (a fixed random sample above it) measure each record's hubness:
 one pass of records x HUB_BANK dot products, once per process and query modality, when `hub` is on (0.7 s for
@@ -554,12 +557,17 @@ class RecordRanker:
         return {t.entity_names[c].split(":", 1)[0] for c in cols if t.attribute_entity[c]}
 
     def _states(self, key: str) -> np.ndarray:
-        """Which records state some value of attribute `key`."""
+        """Which records state some value of attribute `key`, where a record states one value of it (none where
+        more than `MULTI_VALUED` of them state several: such a list is what the record happened to record, a
+        radiology case the planes of the images it holds, and another plane does not say the asked one is
+        missing)."""
         if key not in self._states_cache:
             t = self.table
             cols = [c for c, (name, attr) in enumerate(zip(t.entity_names, t.attribute_entity, strict=True))
                     if attr and name.split(":", 1)[0] == key]
-            self._states_cache[key] = np.asarray(t.rec_entity[:, cols].sum(axis=1)).ravel() > 0
+            count = np.asarray((t.rec_entity[:, cols] > 0).sum(axis=1)).ravel()
+            several = (count > 1).sum() / max(int((count > 0).sum()), 1)
+            self._states_cache[key] = (count > 0) & (several <= MULTI_VALUED)
         return self._states_cache[key]
 
     def _terms(self) -> list[tuple[str, ...]]:

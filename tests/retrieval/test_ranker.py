@@ -242,6 +242,24 @@ def test_a_record_stating_another_value_of_a_named_attribute_ranks_below_one_tha
     assert np.allclose(ranker.attribute_fit(photo, tag_weight=0.0)[0], share)
 
 
+def test_an_attribute_records_list_several_values_of_contradicts_nothing() -> None:
+    """A radiology case lists the planes of the images it holds: a case stating only `coronal` may well have been
+    imaged axially too, so "axial CT" must not count it as contradicting `axial` when many cases state several
+    planes; a one-value attribute (the region) still contradicts."""
+    attributes = {"plane:axial", "plane:coronal", "region:chest", "region:head"}
+    table = _table_of({
+        "both": ["plane:axial", "plane:coronal", "region:chest"],
+        "coronal": ["plane:coronal", "region:chest"],
+        "axial": ["plane:axial", "region:head"],
+        "also_both": ["plane:axial", "plane:coronal", "region:head"],
+    }, attributes)
+    entities = [[(f"ent:{e.casefold()}", 1.0) for e in ("plane:axial", "region:chest")]]
+    conflict = RecordRanker(table).entity_conflict(entities)[0]
+    both, coronal, axial, also_both = conflict
+    assert coronal == 0 and both == 0  # half the cases list two planes: a listed plane excludes none
+    assert axial > 0 and also_both > 0  # they state the head, not the chest
+
+
 def test_a_seed_gets_from_itself_what_its_nearest_other_record_gets_from_it() -> None:
     """Graph expansion must not echo a seed back to itself. The query's best record (`odd`) holds most of the
     seeds' weight and shares nothing with the other seeds: on graph_entity it scores what its nearest other record
