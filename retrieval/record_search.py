@@ -279,10 +279,9 @@ class RecordRetriever(Retriever):
             shared = [ent.name for ent, _ in found]
             groups.append((contributions["attribute"], [self._entity_path(query_name, ent, row, col not in stated)
                                                         for ent, col in found]))
-        contradicted = []
+        contradicted: list[tuple[str, list[str]]] = []
         if "attribute" in contributions and qs.kind == "text" and qs.entities:
-            contradicted = [f"{value}, asked {' or '.join(asked)}"
-                            for value, asked in self.ranker.contradictions(qs.entities[0], row)]
+            contradicted = self.ranker.contradictions(qs.entities[0], row)
         graph = sum(max(contributions.get(s, 0.0), 0.0) for s in GRAPH_SIGNALS)
         if graph > 0 and scored.seeds.shape[1]:
             groups.append((graph, self._seed_paths(query_name, row, scored, contributions)))

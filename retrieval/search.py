@@ -60,9 +60,9 @@ class Explanation:
     """Each signal's contribution to the score (weight x standardised score)."""
     matched_words: list[str] = field(default_factory=list)
     """The query's words the record contains (the lexical signal)."""
-    contradicted: list[str] = field(default_factory=list)
-    """The values the record states against the query's (`baseColour:Black, asked baseColour:Red`): what the
-    attribute signal took off."""
+    contradicted: list[tuple[str, list[str]]] = field(default_factory=list)
+    """Each value the record states against the query's, with the values the query asked (`baseColour:black`,
+    [`baseColour:red`]): what the attribute signal took off."""
 
     def lines(self) -> list[str]:
         out = []
@@ -72,7 +72,8 @@ class Explanation:
         if self.matched_words:
             out.append("words: " + ", ".join(self.matched_words))
         if self.contradicted:
-            out.append("states otherwise: " + "; ".join(self.contradicted))
+            out.append("states otherwise: " + "; ".join(f"{value} (asked {' or '.join(asked)})"
+                                                        for value, asked in self.contradicted))
         return out + [render_path(p) for p in self.paths]
 
     def to_json(self) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class Explanation:
             "signals": self.signals,
             "matched_words": self.matched_words,
             "shared_entities": self.shared_entities,
-            "contradicted": self.contradicted,
+            "contradicted": [{"states": value, "asked": asked} for value, asked in self.contradicted],
             "paths": [[s.__dict__ for s in p] for p in self.paths],
             "text": self.lines(),
         }

@@ -184,7 +184,7 @@ def share_query(request: SearchRequest) -> str | None:
 
 def short_why(hit: Hit) -> str:
     """The one-line explanation on a result card, with what the record states against the query."""
-    against = [c.split(",", 1)[0] for c in hit.explanation.contradicted]
+    against = [value for value, _ in hit.explanation.contradicted]
     why = _why(hit)
     return why + f" (but states {', '.join(_display_entity(a) for a in against)})" if against else why
 

@@ -93,8 +93,10 @@ def test_a_watch_stating_another_colour_than_asked_loses_the_attribute_signal_an
         assert min(h.explanation.signals["attribute"] for h in red) > max(h.explanation.signals["attribute"]
                                                                           for h in black)
         for h in black:
-            assert h.explanation.contradicted == ["baseColour:black, asked baseColour:red"], h.explanation
-            assert "states otherwise: baseColour:black, asked baseColour:red" in h.explanation.lines()
+            assert h.explanation.contradicted == [("baseColour:black", ["baseColour:red"])], h.explanation
+            assert "states otherwise: baseColour:black (asked baseColour:red)" in h.explanation.lines()
+            assert h.explanation.to_json()["contradicted"] == [{"states": "baseColour:black",
+                                                                "asked": ["baseColour:red"]}]
             assert logic.short_why(h).endswith("(but states black)"), logic.short_why(h)
         assert all(h.explanation.contradicted == [] for h in red)
     finally:
