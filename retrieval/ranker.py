@@ -257,6 +257,7 @@ class RecordRanker:
         self._profile_cache: dict[float, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
         self._terms_cache: list[tuple[str, ...]] | None = None
         self._states_cache: dict[str, np.ndarray] = {}
+        self._says_cache: dict[str, np.ndarray] = {}
         self._refined_cache: dict[tuple[float, int, float], tuple[np.ndarray, np.ndarray]] = {}
         self._dense_cache: dict[object, DenseSignal] = {}
         self._hub_cache: dict[tuple[str, int], np.ndarray] = {}
@@ -534,7 +535,14 @@ class RecordRanker:
             return None
         states = np.logical_or.reduce([self._states(k) for k in keys])
         has = self._have_t(0.0)[cols].max(axis=0).toarray().ravel() > 0
-        return states & ~has & ~(self.table.bm25.scores(term) > 0)
+        return states & ~has & ~self._says(term)
+
+    def _says(self, term: str) -> np.ndarray:
+        """Which records' words (texts and attribute values) contain `term`: looked up once per term, since a
+        search asks again for each hit it explains (`contradictions`)."""
+        if term not in self._says_cache:
+            self._says_cache[term] = self.table.bm25.scores(term) > 0
+        return self._says_cache[term]
 
     def contradictions(self, entities: Sequence[tuple[str, float]], row: int) -> list[tuple[str, list[str]]]:
         """What record `row` contradicts of one text query's concepts (`entity_conflict`), for its explanation:
