@@ -90,6 +90,10 @@ raised it."""
 MULTI_VALUED = 0.1
 """An attribute that more than this share of the records stating it state several values of contradicts nothing
 (`RecordRanker._states`)."""
+ANY_VALUES = frozenset({"unisex", "all", "any", "both", "mixed", "assorted", "various", "multiple", "multi",
+                        "multicolor", "multicolour", "multicolored", "multicoloured"})
+"""Values (case ignored) that fit whatever value of their attribute a query asks for: a unisex shoe is a shoe for
+men, a multicoloured one may well be red, so stating one contradicts nothing (`RecordRanker._states`)."""
 HUB_BANK = 8_192
 """At most this many of the collection's items (a fixed random sample above it) measure each record's hubness:
 one pass of records x HUB_BANK dot products, once per process and query modality, when `hub` is on (0.7 s for
@@ -565,17 +569,19 @@ class RecordRanker:
         return {t.entity_names[c].split(":", 1)[0] for c in cols if t.attribute_entity[c]}
 
     def _states(self, key: str) -> np.ndarray:
-        """Which records state some value of attribute `key`, where a record states one value of it (none where
-        more than `MULTI_VALUED` of them state several: such a list is what the record happened to record, a
-        radiology case the planes of the images it holds, and another plane does not say the asked one is
-        missing)."""
+        """Which records state some value of attribute `key` other than one of `ANY_VALUES`, where a record
+        states one value of it (none where more than `MULTI_VALUED` of them state several: such a list is what the
+        record happened to record, a radiology case the planes of the images it holds, and another plane does not
+        say the asked one is missing)."""
         if key not in self._states_cache:
             t = self.table
             cols = [c for c, (name, attr) in enumerate(zip(t.entity_names, t.attribute_entity, strict=True))
                     if attr and name.split(":", 1)[0] == key]
             count = np.asarray((t.rec_entity[:, cols] > 0).sum(axis=1)).ravel()
             several = (count > 1).sum() / max(int((count > 0).sum()), 1)
-            self._states_cache[key] = (count > 0) & (several <= MULTI_VALUED)
+            specific = [c for c in cols if t.entity_names[c].split(":", 1)[1].strip().casefold() not in ANY_VALUES]
+            states = np.asarray((t.rec_entity[:, specific] > 0).sum(axis=1)).ravel() > 0
+            self._states_cache[key] = states & (several <= MULTI_VALUED)
         return self._states_cache[key]
 
     def _terms(self) -> list[tuple[str, ...]]:

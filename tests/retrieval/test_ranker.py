@@ -260,6 +260,27 @@ def test_an_attribute_records_list_several_values_of_contradicts_nothing() -> No
     assert axial > 0 and also_both > 0  # they state the head, not the chest
 
 
+def test_a_value_that_fits_any_asked_value_contradicts_nothing() -> None:
+    """A unisex shoe is a shoe for men, and a multicoloured one may be red: "red shoes for men" must not count
+    them as contradicting `men` or `red` (nor say so in the explanation), while a women's shoe and a black one
+    still contradict."""
+    attributes = {"gender:Men", "gender:Women", "gender:Unisex", "baseColour:Red", "baseColour:Black",
+                  "baseColour:Multi"}
+    table = _table_of({
+        "unisex": ["gender:Unisex", "baseColour:Red", "shoe"],
+        "multi": ["gender:Men", "baseColour:Multi", "shoe"],
+        "women": ["gender:Women", "baseColour:Red", "shoe"],
+        "black": ["gender:Men", "baseColour:Black", "shoe"],
+    }, attributes)
+    entities = [[(f"ent:{e.casefold()}", 1.0) for e in ("gender:Men", "baseColour:Red", "shoe")]]
+    ranker = RecordRanker(table)
+    unisex, multi, women, black = ranker.entity_conflict(entities)[0]
+    assert unisex == 0 and multi == 0
+    assert women > 0 and black > 0
+    assert ranker.contradictions(entities[0], 0) == [] and ranker.contradictions(entities[0], 1) == []
+    assert ranker.contradictions(entities[0], 2) == [("gender:Women", ["gender:Men"])]
+
+
 def test_a_seed_gets_from_itself_what_its_nearest_other_record_gets_from_it() -> None:
     """Graph expansion must not echo a seed back to itself. The query's best record (`odd`) holds most of the
     seeds' weight and shares nothing with the other seeds: on graph_entity it scores what its nearest other record
