@@ -38,6 +38,9 @@ CANDIDATES: dict[str, dict[str, float]] = {  # changes to the current defaults: 
     "hub 0.5, k 256": {"hub": 0.5, "hub_k": 256},
     "hub 0.75, k 256": {"hub": 0.75, "hub_k": 256},
     "hub 1, k 256": {"hub": 1.0, "hub_k": 256},
+    "contradicted_graph 0": {"contradicted_graph": 0.0},
+    "contradicted_graph 0.5": {"contradicted_graph": 0.5},
+    "contradicted_graph 1": {"contradicted_graph": 1.0},
 }
 
 

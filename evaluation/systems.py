@@ -84,10 +84,10 @@ class Tuner:
         if not w.uses_graph():
             return fuse_unlike(stage1, base, self._unlike, w)[:, self.columns]
         key = (*(getattr(w, s) for s in BASE_SIGNALS), w.seeds, w.temperature, w.tag_weight, w.gnn_alpha, w.gnn_hops,
-               w.hub_k, *(bool(getattr(w, s)) for s in GRAPH_SIGNALS))
+               w.hub_k, w.contradicted_graph, *(bool(getattr(w, s)) for s in GRAPH_SIGNALS))
         if key not in self._graph:
             wide = RankWeights(**{**w.__dict__, **{s: 1.0 if getattr(w, s) else 0.0 for s in GRAPH_SIGNALS}})
-            graph, _, _ = self.ranker.graph_signals(stage1, wide)
+            graph, _, _ = self.ranker.graph_signals(self.queries, stage1, wide)
             self._graph.clear()  # one graph pass at a time is all coordinate ascent revisits
             self._graph[key] = (graph, stage1)
         graph, stage1 = self._graph[key]
@@ -173,6 +173,7 @@ GRID: dict[str, Sequence[float]] = {
     "tag_weight": (0.0, 0.25, 0.5),
     "hub": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
     "hub_k": (16, 64, 256),
+    "contradicted_graph": (0.0, 0.5, 1.0),
 }
 """The values tuning tries for each weight."""
 

@@ -68,7 +68,12 @@ def concept_terms(name: str, is_attribute: bool) -> tuple[str, ...]:
 
 class QueryLinker:
     """Finds a query's entities: spaCy entities of the query that the graph holds, attribute values
-    named in the query (`white`, `sports shoes`, `men`), or, for an image, its nearest entity names."""
+    named in the query (`white`, `sports shoes`, `men`), or, for an image, its nearest entity names.
+
+    A name of numbers alone (a case's ACR code `acr:4.5`, a product's `year:2011`) is never linked from a query's
+    words: a caption's measurements named them (`narrowed to 4.5 mm` linked to the cases coded 4.5, `9.5 X 8.9` to
+    two codes), and a number in a query is a size, a count or a model far more often than a stated code. BM25
+    still matches it (`lexical`)."""
 
     def __init__(self, store: GraphStore, entity_index: VectorIndex) -> None:
         self.store = store
@@ -80,7 +85,7 @@ class QueryLinker:
             name = str(node.props.get("name", node.id[4:]))
             is_attribute = node.props.get("kind") == "attribute"
             for key in _readings(name.split(":", 1)[1] if is_attribute and ":" in name else name):
-                if key:
+                if key and not all(t.isdigit() for t in key):  # numbers alone: see the class docstring
                     self._by_key.setdefault(key, []).append((node.id, name))
                     if is_attribute:
                         self._facets.setdefault(key, []).append((node.id, name))

@@ -90,6 +90,9 @@ raised it."""
 MULTI_VALUED = 0.1
 """An attribute that more than this share of the records stating it state several values of contradicts nothing
 (`RecordRanker._states`)."""
+LABEL_LIKE = 0.5
+"""An attribute more than this share of whose statements are of a value no other record states is a label, not a
+facet, and contradicts nothing (`RecordRanker._states`)."""
 ANY_VALUES = frozenset({"unisex", "all", "any", "both", "mixed", "assorted", "various", "multiple", "multi",
                         "multicolor", "multicolour", "multicolored", "multicoloured"})
 """Values (case ignored) that fit whatever value of their attribute a query asks for: a unisex shoe is a shoe for
@@ -124,6 +127,8 @@ class RankWeights:
     gnn_hops: int = 2
     hub: float = 0.0
     hub_k: int = 64
+    contradicted_graph: float = 1.0
+    """The share of its positive graph signals a record keeps when it contradicts a text query (`vouched`)."""
     closest: float = 0.0
     """An image query only: what the record with the nearest image earns on top of its `image` z-score, in z-units
     (1 / rank for the `CLOSEST_K` nearest; `closest_signal`)."""
@@ -136,15 +141,17 @@ class RankWeights:
         return replace(self, **{s: (getattr(self, s) if s in signals else 0.0) for s in SIGNALS})
 
 
-DEFAULT_TEXT = RankWeights(gnn=0.0, graph_image=0.0, hub=0.75)
+DEFAULT_TEXT = RankWeights(gnn=0.0, graph_image=0.0, hub=0.75, contradicted_graph=0.0)
 """A text query's untuned weights: every signal of the record itself, and graph expansion through the seeds'
 entities and words. The seeds' look (`graph_image`) and the refined vectors (`gnn`) are off: scored on the dev
 queries of three collections (fashion catalog, MedPix cases, the flickr8k training holdout), dropping both
 gave dev mAP 52.0 / 22.0 / 46.5 against 51.2 / 22.3 / 42.8 with them at 0.5, the best of six candidates by
 the product of the three ratios. `hub` at 0.75 (k 64; NNN's alpha, in the units of `hub_signal`) gives
 51.8 / 23.1 / 50.8 against 51.4 / 22.9 / 47.7 without it, the best of nine hub candidates by the same product
-(1.0 at k 256: 51.9 / 23.2 / 50.4). A collection's own `mmkg tune` switches them back on where its dev split
-says so."""
+(1.0 at k 256: 51.9 / 23.2 / 50.4). A record that contradicts the query keeps none of its graph support
+(`contradicted_graph` 0; `benchmarks/default_weights.py`): dev mAP 66.6 / 24.4 against 61.3 / 24.5 keeping half
+and 54.5 / 24.6 keeping all (fashion / MedPix; flickr8k states no attributes, so nothing contradicts there). A
+collection's own `mmkg tune` switches them back on where its dev split says so."""
 DEFAULT_IMAGE = RankWeights(lexical=0.0, text=0.25, image=1.0, colour=1.0, attribute=0.25, gnn=0.5,
                             graph_entity=1.0, graph_image=0.0, graph_text=0.0, seeds=5, temperature=0.5, hub=0.75,
                             closest=0.5)
@@ -569,19 +576,24 @@ class RecordRanker:
         return {t.entity_names[c].split(":", 1)[0] for c in cols if t.attribute_entity[c]}
 
     def _states(self, key: str) -> np.ndarray:
-        """Which records state some value of attribute `key` other than one of `ANY_VALUES`, where a record
-        states one value of it (none where more than `MULTI_VALUED` of them state several: such a list is what the
-        record happened to record, a radiology case the planes of the images it holds, and another plane does not
-        say the asked one is missing)."""
+        """Which records state some value of attribute `key` other than one of `ANY_VALUES`, where the attribute
+        is a facet: none where more than `MULTI_VALUED` of the records stating it state several values (such a
+        list is what the record happened to record, a radiology case the planes of the images it holds, and
+        another plane does not say the asked one is missing), and none where it is a label (`LABEL_LIKE`: a
+        radiology case's free-text diagnosis is its own, and another one does not say the case shows nothing
+        the query names)."""
         if key not in self._states_cache:
             t = self.table
             cols = [c for c, (name, attr) in enumerate(zip(t.entity_names, t.attribute_entity, strict=True))
                     if attr and name.split(":", 1)[0] == key]
-            count = np.asarray((t.rec_entity[:, cols] > 0).sum(axis=1)).ravel()
+            stated = t.rec_entity[:, cols] > 0
+            count = np.asarray(stated.sum(axis=1)).ravel()
             several = (count > 1).sum() / max(int((count > 0).sum()), 1)
+            per_value = np.asarray(stated.sum(axis=0)).ravel()
+            unique = per_value[per_value == 1].sum() / max(int(per_value.sum()), 1)
             specific = [c for c in cols if t.entity_names[c].split(":", 1)[1].strip().casefold() not in ANY_VALUES]
             states = np.asarray((t.rec_entity[:, specific] > 0).sum(axis=1)).ravel() > 0
-            self._states_cache[key] = states & (several <= MULTI_VALUED)
+            self._states_cache[key] = states & (several <= MULTI_VALUED) & (unique <= LABEL_LIKE)
         return self._states_cache[key]
 
     def _terms(self) -> list[tuple[str, ...]]:
@@ -616,9 +628,10 @@ class RecordRanker:
             self._profile_cache[tag_weight] = (prof, prof.T.tocsr())
         return self._profile_cache[tag_weight]
 
-    def graph_signals(self, stage1: np.ndarray, weights: RankWeights) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                                                 np.ndarray]:
-        """Standardised graph-expansion signals from each query's seeds (its best records by `stage1`)."""
+    def graph_signals(self, queries: QuerySet, stage1: np.ndarray, weights: RankWeights
+                      ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Standardised graph-expansion signals from each query's seeds (its best records by `stage1`), without
+        support for a record that contradicts the query (`vouched`)."""
         t = self.table
         n_q, n_r = stage1.shape
         m = min(weights.seeds, n_r)
@@ -640,7 +653,20 @@ class RecordRanker:
                 raw[name] = _masked((start @ vecs) @ vecs.T, present)
         for name, values in raw.items():
             values[rows, seeds] += p * self.echo(name, seeds.ravel(), weights).reshape(seeds.shape)
-        return {name: _standardise(values) for name, values in raw.items()}, seeds, p
+        graph = {name: _standardise(values) for name, values in raw.items()}
+        return self.vouched(graph, queries, weights.contradicted_graph), seeds, p
+
+    def vouched(self, graph: dict[str, np.ndarray], queries: QuerySet, keep: float) -> dict[str, np.ndarray]:
+        """The graph signals with only the share `keep` of their support for a record that contradicts a text
+        query (`entity_conflict`): what the graph says is that a record is like the query's best records, and a
+        record whose own stated values rule out what the query asks is no answer for being like them. "red dress
+        for women" had the catalog's one red dress fourth: as the best seed it spread its kind, audience and
+        season to the pink dresses, which outscored it on `graph_entity` (+8.8 against +5.9) while stating pink."""
+        if keep == 1 or not graph or queries.kind != "text" or not queries.entities or not len(self.table.entity_ids):
+            return graph
+        ruled_out = self.entity_conflict(queries.entities) > 0
+        return {name: np.where(ruled_out & (values > 0), keep * values, values).astype(np.float32)
+                for name, values in graph.items()}
 
     def echo(self, name: str, rows: np.ndarray, weights: RankWeights) -> np.ndarray:
         """What graph signal `name` owes each record of `rows` as a seed: its likeness to its nearest other
@@ -841,6 +867,8 @@ class RecordRanker:
             if name in echoed:  # a seed's value without its echo (`echo`)
                 full_row[seeds[0]] = standardise_rows(echoed[name], *moments[name])
             signals[name] = full_row[None, :]
+        signals.update(self.vouched({s: signals[s] for s in GRAPH_SIGNALS if s in signals}, queries,
+                                    w.contradicted_graph))
         at = {s: v[:, cand] for s, v in signals.items()}
         fused = np.full((1, n), -np.inf, np.float32)
         if self.ranked_by_look(queries)[0]:
@@ -867,7 +895,7 @@ class RecordRanker:
         seed_w = np.zeros((len(queries), 0), np.float32)
         fused = stage1
         if w.uses_graph():
-            graph, seeds, seed_w = self.graph_signals(stage1, w)
+            graph, seeds, seed_w = self.graph_signals(queries, stage1, w)
             signals.update(graph)
             fused = stage1 + fuse(graph, w, GRAPH_SIGNALS, len(queries), len(self.table))
         return Scored(signals, fuse_unlike(fused, signals, self.ranked_by_look(queries), w), seeds, seed_w)

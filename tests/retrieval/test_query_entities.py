@@ -55,6 +55,19 @@ def test_hostile_queries_link_to_nothing_and_do_not_fail(tmp_path: Path) -> None
         assert link.for_text(text) == []
 
 
+def test_a_measurement_in_a_caption_links_no_code_or_year(tmp_path: Path) -> None:
+    """MedPix states each case's ACR code (`acr:4.5`, `acr:8.9`): a caption's "narrowed to 4.5 mm" or "8-9 mm"
+    must not link to the cases of those codes, nor "2011" to a catalog's year; the words beside them still link."""
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = ["acr:4.5", "acr:8.9", "year:2011", "location:trachea"]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": "attribute"}) for n in names])
+    index = FaissIndex(dim=4)
+    index.add([f"ent:{n}" for n in names], np.eye(4, dtype=np.float32))
+    link = QueryLinker(store, index)
+    assert {e.id for e in link.for_text("The trachea is narrowed to 4.5 mm, 8-9 mm below the cords (2011)")} == {
+        "ent:location:trachea"}
+
+
 def test_image_queries_take_the_nearest_entity_names_above_a_score(tmp_path: Path) -> None:
     link, _ = linker(tmp_path)
     query = np.array([0.0, 0.0, 1.0, 0.0], dtype=np.float32)

@@ -260,6 +260,24 @@ def test_an_attribute_records_list_several_values_of_contradicts_nothing() -> No
     assert axial > 0 and also_both > 0  # they state the head, not the chest
 
 
+def test_an_attribute_whose_values_are_each_one_records_own_contradicts_nothing() -> None:
+    """A radiology case's diagnosis is free text, nearly every case's its own: "sacral fracture" linking to one
+    case's diagnosis must not count every other case, each stating its own diagnosis, as contradicting it (its
+    images may well show one), while a facet the cases share (the region) still contradicts."""
+    attributes = {"diagnosis:sacral fracture", "diagnosis:pelvic hematoma", "diagnosis:stress reaction",
+                  "diagnosis:osteoporosis", "region:pelvis", "region:head"}
+    table = _table_of({
+        "fracture": ["diagnosis:sacral fracture", "region:pelvis"],
+        "hematoma": ["diagnosis:pelvic hematoma", "region:pelvis"],
+        "stress": ["diagnosis:stress reaction", "region:pelvis"],
+        "skull": ["diagnosis:osteoporosis", "region:head"],
+    }, attributes)
+    entities = [[(f"ent:{e.casefold()}", 1.0) for e in ("diagnosis:sacral fracture", "region:pelvis")]]
+    fracture, hematoma, stress, skull = RecordRanker(table).entity_conflict(entities)[0]
+    assert fracture == hematoma == stress == 0
+    assert skull > 0
+
+
 def test_a_value_that_fits_any_asked_value_contradicts_nothing() -> None:
     """A unisex shoe is a shoe for men, and a multicoloured one may be red: "red shoes for men" must not count
     them as contradicting `men` or `red` (nor say so in the explanation), while a women's shoe and a black one
@@ -281,6 +299,31 @@ def test_a_value_that_fits_any_asked_value_contradicts_nothing() -> None:
     assert ranker.contradictions(entities[0], 2) == [("gender:Women", ["gender:Men"])]
 
 
+def test_the_graph_does_not_vouch_for_a_record_that_contradicts_the_query() -> None:
+    """"red dress": the one red dress is the best seed and spreads its kind to the pink dresses, which are also
+    like each other; graph expansion must not lift a pink dress over it (a pink dress states another colour than
+    the one asked), in a full scoring and in a single search over candidates alike. A photo's query keeps the
+    graph's support whatever the records state (its values are guesses)."""
+    attributes = {"baseColour:Red", "baseColour:Pink", "articleType:Dresses", "season:Summer"}
+    table = _table_of({
+        "red": ["baseColour:Red", "articleType:Dresses"],
+        "pink1": ["baseColour:Pink", "articleType:Dresses", "season:Summer", "ruffle"],
+        "pink2": ["baseColour:Pink", "articleType:Dresses", "season:Summer", "ruffle"],
+        "pink3": ["baseColour:Pink", "articleType:Dresses", "season:Summer", "ruffle"],
+        **{f"belt{i}": ["belt", f"buckle{i}"] for i in range(6)},
+    }, attributes)
+    entities = [[(f"ent:{e.casefold()}", 1.0) for e in ("baseColour:Red", "articleType:Dresses")]]
+    weights = RankWeights(lexical=0.0, text=0.0, image=0.0, attribute=1.0, gnn=0.0, graph_entity=2.0,
+                          graph_image=0.0, graph_text=0.0, seeds=4, temperature=1.0, contradicted_graph=0.0)
+    text = QuerySet("text", np.zeros((1, 4), np.float32), ["red dress"], entities)
+    for ranker in (RecordRanker(table), RecordRanker(table, exact_max=0)):
+        scored = ranker.search_scores(text, weights)
+        assert int(np.argmax(scored.fused[0])) == 0
+        assert (scored.signals["graph_entity"][0, 1:4] <= 0).all()
+    photo = QuerySet("image", np.zeros((1, 4), np.float32), None, entities)
+    assert (RecordRanker(table).score(photo, weights).signals["graph_entity"][0, 1:4] > 0).all()
+
+
 def test_a_seed_gets_from_itself_what_its_nearest_other_record_gets_from_it() -> None:
     """Graph expansion must not echo a seed back to itself. The query's best record (`odd`) holds most of the
     seeds' weight and shares nothing with the other seeds: on graph_entity it scores what its nearest other record
@@ -295,7 +338,8 @@ def test_a_seed_gets_from_itself_what_its_nearest_other_record_gets_from_it() ->
     stage1 = np.array([[4.0, -1.0, 1.0, 1.0, 1.0, -2.0]], np.float32)
     weights = RankWeights(graph_entity=1.0, graph_image=0.0, graph_text=0.0, seeds=4, temperature=1.0)
     ranker = RecordRanker(table)
-    graph, seeds, p = ranker.graph_signals(stage1, weights)
+    query = QuerySet("text", np.zeros((1, 4), np.float32), ["pneumothorax"], [[]])
+    graph, seeds, p = ranker.graph_signals(query, stage1, weights)
     odd, twin, p1, p2, p3, far = graph["graph_entity"][0]
     assert sorted(seeds[0]) == [0, 2, 3, 4] and p[0].max() > 0.8  # `odd` holds most of the seeds' weight
     assert odd == pytest.approx(twin) and far < p1 == pytest.approx(p2) == pytest.approx(p3)
