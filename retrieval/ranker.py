@@ -591,8 +591,9 @@ class RecordRanker:
             several = (count > 1).sum() / max(int((count > 0).sum()), 1)
             per_value = np.asarray(stated.sum(axis=0)).ravel()
             unique = per_value[per_value == 1].sum() / max(int(per_value.sum()), 1)
-            specific = [c for c in cols if t.entity_names[c].split(":", 1)[1].strip().casefold() not in ANY_VALUES]
-            states = np.asarray((t.rec_entity[:, specific] > 0).sum(axis=1)).ravel() > 0
+            specific = [i for i, c in enumerate(cols)
+                        if t.entity_names[c].split(":", 1)[1].strip().casefold() not in ANY_VALUES]
+            states = np.asarray(stated[:, specific].sum(axis=1)).ravel() > 0
             self._states_cache[key] = states & (several <= MULTI_VALUED) & (unique <= LABEL_LIKE)
         return self._states_cache[key]
 
