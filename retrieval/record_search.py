@@ -314,7 +314,7 @@ class RecordRetriever(Retriever):
             return [start, Step(ent.id, "Entity", name, "HAS", False), Step(t.ids[row], "Record", t.names[row])]
         text = t.text_strings[j]
         return [start, Step(ent.id, "Entity", name, "MENTIONS", False),
-                Step(t.text_ids[j], "Text", text if len(text) <= 60 else text[:57] + "...")]
+                Step(t.text_ids[j], "Text", _short(text))]
 
     def _seed_paths(self, query_name: str, row: int, scored: Scored, contributions: dict[str, float],
                     most: int = 2) -> list[list[Step]]:
@@ -361,6 +361,9 @@ class RecordRetriever(Retriever):
 
 
 def _short(text: str, n: int = 60) -> str:
+    """`text` on one line of at most `n` characters: a case's findings span several lines, and an explanation
+    path is read as one."""
+    text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 3] + "..."
 
 

@@ -49,6 +49,26 @@ def test_a_case_is_titled_by_its_diagnosis_and_cases_sharing_one_are_both_listed
         gallery.close()
 
 
+def test_an_explanation_names_a_text_of_several_lines_on_one_line(
+        tmp_path: Path, trained_home: Path, shared_data: Path) -> None:
+    """A case's findings span lines; a path that named them printed its text over several lines of the CLI."""
+    images = sorted((shared_data / "medpix2" / "images").glob("*.jpg"))[:2]
+    cases = [_case("A", images[0], "Findings:\nAxial CT shows a crescent of blood", "Subdural hematoma",
+                   "Elderly man\nafter a fall"),
+             _case("B", images[1], "Kidney with\na calculus", "Renal stone", "Flank pain\nfor a day")]
+    settings = Settings.load(home=trained_home)
+    encoder = create_encoder(settings)
+    gallery = Gallery.ingest(cases, "cases", settings, encoder, tmp_path / "ws")
+    try:
+        retriever = RecordRetriever(gallery.settings, gallery.store, gallery.vectors, encoder, table=gallery.table)
+        hit = retriever.search(Query(text="crescent of blood"), k=1)[0]
+        texts = [step.name for path in hit.explanation.paths for step in path if step.label == "Text"]
+        assert texts and all("\n" not in name for name in texts), texts
+        assert any(name.startswith("Findings: Axial CT shows a crescent") for name in texts), texts
+    finally:
+        gallery.close()
+
+
 WATCHES = ["10707", "10315", "10706", "11229", "10138", "10317", "15281", "14538", "11179"]
 """Three gold watches, four silver ones, a kurti with a golden print and a watch with a golden frame."""
 
