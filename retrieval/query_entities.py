@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from mmkg.retrieval.translate import WORD, translations
 from mmkg.retrieval.word_forms import SYNONYM_WEIGHT, closed_up, facet_synonyms
 
 MAX_NGRAM = 4
+COMPOUND_OR_WORD = re.compile(r"\w+(?:[-\u2010]\w+)*")
+"""A word, or words joined by hyphens: the groups whose tokens `_readings` splits apart."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,19 @@ class QueryLinker:
                         self._facets.setdefault(key, []).append((node.id, name))
 
     def _named(self, text: str) -> list[tuple[str, str]]:
-        """(entity id, name) of the entities whose words `text` names, longest first in each of its `_readings`."""
-        readings = _readings(text)
-        readings.append(self._closed_up(readings[-1]))
-        hits = [hit for tokens in readings for n in range(min(MAX_NGRAM, len(tokens)), 0, -1)
-                for start in range(len(tokens) - n + 1) for hit in self._by_key.get(tokens[start : start + n], [])]
+        """(entity id, name) of the entities whose words `text` names, longest first in each of its `_readings`.
+        A hyphenated compound's parts are read only together: `t-shirt` names the entity `t shirt`, never
+        `shirt` (articleType:Shirts, a type that the T-shirts then contradicted), nor `x-ray` the entity `ray`,
+        nor `non-contrast` the entity `contrast`."""
+        closed, *split = _readings(text)
+        readings = [(closed, None), (self._closed_up(closed), None)]
+        if split:
+            sizes = [len(re.findall(r"\w+", group)) for group in COMPOUND_OR_WORD.findall(ids.normalize_name(text))]
+            readings.append((split[0], set(itertools.accumulate(sizes, initial=0))))
+        hits = [hit for tokens, bounds in readings for n in range(min(MAX_NGRAM, len(tokens)), 0, -1)
+                for start in range(len(tokens) - n + 1)
+                if bounds is None or {start, start + n} <= bounds
+                for hit in self._by_key.get(tokens[start : start + n], [])]
         return list(dict.fromkeys(hits))
 
     def _closed_up(self, tokens: tuple[str, ...]) -> tuple[str, ...]:

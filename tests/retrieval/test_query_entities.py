@@ -111,6 +111,20 @@ def test_a_hyphenated_compound_links_to_the_facet_value_written_closed(tmp_path:
     assert {e.name for e in link.for_text("white shirt")} == {"articleType:Shirts"}
 
 
+def test_a_hyphenated_compound_never_links_one_of_its_parts(tmp_path: Path) -> None:
+    """`t-shirt` is not a shirt, `x-ray` not a ray, `non-contrast` the opposite of contrast: a part of a compound
+    links only together with the rest of it (`non contrast`, written apart, is the same entity)."""
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = [("articleType:Tshirts", "attribute"), ("articleType:Shirts", "attribute"), ("ray", "concept"),
+             ("contrast", "concept"), ("non contrast", "concept"), ("chest x ray", "concept")]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    link = QueryLinker(store, FaissIndex(dim=4))
+    assert {e.name for e in link.for_text("white t-shirt")} == {"articleType:Tshirts"}
+    assert {e.name for e in link.for_text("chest x-ray")} == {"chest x ray"}
+    assert {e.name for e in link.for_text("non-contrast ct")} == {"non contrast"}
+    assert {e.name for e in link.for_text("contrast and a ray")} == {"contrast", "ray"}
+
+
 def test_two_query_words_link_to_the_one_word_the_graph_names(tmp_path: Path) -> None:
     """`hand bag` names the catalog's type `Handbags` (and `bag` its type `Bags`, as before)."""
     store = MemoryGraphStore(tmp_path / "graph")
