@@ -54,7 +54,8 @@ class Gallery:
                 raise UserInputError(f"{len(report.skipped)} benchmark items were unusable "
                                      f"(first: {first.item}: {first.reason}); the protocol needs every one")
         table = RecordTable.build(store, vectors)
-        return cls(ws, store, vectors, table, RecordRanker(table, config), QueryLinker(store, vectors.entities))
+        return cls(ws, store, vectors, table, RecordRanker(table, config),
+                   QueryLinker(store, vectors.entities, table.bm25.states))
 
     def columns(self, source: str, record_ids: Sequence[str]) -> np.ndarray:
         """Table rows of these records of `source`, in order."""

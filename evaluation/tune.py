@@ -87,7 +87,7 @@ def tune_self(settings: Settings, n: int = PSEUDO_QUERIES, seed: int = 0) -> Ran
         held = [full.text_ids[j] for j in titles if j is not None]
         texts = [full.text_strings[j] for j in titles if j is not None]
         table = RecordTable.build(col.store, col.vectors, hide_texts=set(held))
-        linker = QueryLinker(col.store, col.vectors.entities)
+        linker = QueryLinker(col.store, col.vectors.entities, table.bm25.states)
         queries = QuerySet("text", col.encoder.encode_texts(texts), texts,
                            [[(e.id, e.score) for e in linker.for_text(t)] for t in texts])
     relevant = np.zeros((len(pick), len(table)), bool)

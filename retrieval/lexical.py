@@ -4,8 +4,8 @@ Tokens are lower-cased words, English-stemmed with PyStemmer (`shoes` meets `sho
 also closed up (`t-shirt` meets `tshirts`; a query's compound counts once, by the reading a record writes), and
 Chinese runs segmented with jieba, so a query in either script matches the words a record states; a Chinese query
 word that no record states counts through its English senses (retrieval/translate.py), and an English one also
-through the related forms the collection states (`femur` - `femoral`, `golden` - the facet value `gold`:
-retrieval/word_forms.py).
+through the related forms the collection states (`femur` - `femoral`, `golden` - the facet value `gold`,
+`sneakers` - `shoe`: retrieval/word_forms.py); an irregular plural reads as its singular (`emboli` - `embolus`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from mmkg.retrieval.translate import WORD, han_words, segment_han, translations
 from mmkg.retrieval.word_forms import (
     COMPOUND,
     RELATED_WEIGHT,
-    SYNONYM_WEIGHT,
     WORDS_AND_COMPOUNDS,
     closed_up,
-    facet_synonyms,
+    facet_words,
     joined_compounds,
     related_forms,
+    singular,
 )
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,6 @@ STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of",
     "on", "or", "that", "the", "this", "to", "was", "were", "with",
 })
-
-
-IRREGULAR_PLURALS = {
-    "men": "man", "women": "woman", "gentlemen": "gentleman", "children": "child", "feet": "foot",
-    "teeth": "tooth", "geese": "goose", "mice": "mouse", "people": "person",
-}  # fmt: skip
-"""Plurals the Snowball stemmer leaves apart from their singular (`men` stays `men`, `man` stays `man`): a
-catalog's `Men` never met a query's `man`, nor 男士's English sense *man*."""
 
 
 @functools.cache
@@ -62,7 +54,7 @@ def tokenize(text: str) -> list[str]:
         if HAN.search(word):
             out += segment_han(word)
         elif word not in STOPWORDS:
-            out.append(IRREGULAR_PLURALS.get(word, word))
+            out.append(singular(word))
     out += [w for w in joined_compounds(folded) if not HAN.search(w)]
     stemmer = _stemmer()
     return [t if HAN.search(t) else stemmer.stemWord(t) for t in out]
@@ -109,11 +101,11 @@ class Bm25Index:
     """BM25 scores of a query against every document (a record's words), by document row."""
 
     def __init__(self, documents: Sequence[str], facets: Iterable[str] = ()) -> None:
-        """`facets`: the values the collection states as attributes (`Gold`), which a query's adjective reaches
-        through a synonym (`golden`: `related`)."""
+        """`facets`: the values the collection states as attributes (`Gold`, `Shoes`), which a query word reaches
+        through a synonym or a broader word (`golden`, `sneakers`: `related`)."""
         self.size = len(documents)
-        self.facets = {f.casefold() for f in facets}
-        self._facet_terms = {t for f in self.facets for t in tokenize(f)}
+        self._facets = {tuple(tokenize(f)) for f in facets}
+        self._facet_terms = {t for f in self._facets for t in f}
         words = [tokenize(d) for d in documents]
         single = {t for doc in words for t in doc}
         tokens = [doc + _closed_pairs(d, single) or [""] for doc, d in zip(words, documents, strict=True)]
@@ -173,24 +165,33 @@ class Bm25Index:
     def related(self, query: str) -> dict[str, list[str]]:
         """The query's English words -> their related forms (retrieval/word_forms.py) that the collection states
         and the query does not: the nouns and adjectives they pertain to, and, for a word that is no facet value,
-        the facet values among the synonyms of its commonest adjective sense (`golden` -> `gold`)."""
+        the facet values among its synonyms and broader words (`golden` -> `gold`, `sneakers` -> `shoe`)."""
         return {word: list(forms) for word, forms in self._weighted_related(query).items()}
 
     def _weighted_related(self, query: str) -> dict[str, dict[str, float]]:
-        """`related`, each form with what it counts: a pertainym `RELATED_WEIGHT`, a synonym `SYNONYM_WEIGHT`."""
+        """`related`, each form with what it counts: a pertainym `RELATED_WEIGHT`, a facet word its own weight."""
         vocab = self.model.vocab_dict if self.size else {}
         own = set(tokenize(query))
         out: dict[str, dict[str, float]] = {}
         for word in dict.fromkeys(w for w in WORD.findall(query) if not HAN.search(w)):
             forms: dict[str, float] = {}
-            synonyms = facet_synonyms(word, lambda w: w.casefold() in self.facets)
+            kin = facet_words(word, self._is_facet, self.states)
             for form, weight in [*((f, RELATED_WEIGHT) for f in related_forms(word)),
-                                 *((f, SYNONYM_WEIGHT) for f in synonyms)]:
+                                 *((f.value, f.weight) for f in kin)]:
                 if (t := tokenize(form)) and t[0] in vocab and t[0] not in own:
                     forms[form] = max(weight, forms.get(form, 0.0))
             if forms:
                 out[word] = forms
         return out
+
+    def states(self, word: str) -> bool:
+        """Whether some document states `word` (in any of its forms)."""
+        vocab = self.model.vocab_dict if self.size else {}
+        return bool(terms := tokenize(word)) and all(t in vocab for t in terms)
+
+    def _is_facet(self, word: str) -> bool:
+        """Whether the collection states `word` as a facet value, in any of its forms (`shoe`: Shoes)."""
+        return tuple(tokenize(word)) in self._facets
 
     def translations(self, query: str) -> dict[str, list[tuple[str, float]]]:
         """The query's Chinese words that no document contains, with their English senses."""

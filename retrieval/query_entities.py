@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ from mmkg.graph.store import GraphStore
 from mmkg.index.base import VectorIndex
 from mmkg.ingest.entities import extract_entities
 from mmkg.retrieval.translate import WORD, translations
-from mmkg.retrieval.word_forms import SYNONYM_WEIGHT, closed_up, facet_synonyms
+from mmkg.retrieval.word_forms import FacetWord, closed_up, facet_words, singular
 
 MAX_NGRAM = 4
 COMPOUND_OR_WORD = re.compile(r"\w+(?:[-\u2010]\w+)*")
@@ -38,7 +39,9 @@ class QueryEntity:
 def _stem(token: str) -> str:
     """Crude plural folding so `shoes` meets `shoe`, `watches` meets `watch` (a catalog's articleType:Watches was
     `watche`, which no query for a watch named), `masses` meets `mass` and `accessories` meets `accessory`; enough
-    for matching names."""
+    for matching names. An irregular plural keeps its own key (BM25 folds it: `word_forms.singular`): with `men`
+    and `man` one concept, the catalog's gender counted through three entities of the query's one word, and
+    tuned dev mAP of catalog text queries fell 78.76 -> 77.49."""
     if len(token) > 4 and token.endswith("ies"):
         return token[:-3] + "y"
     if len(token) > 4 and token.endswith(("sses", "ches", "shes", "xes")) and not token.endswith("aches"):
@@ -62,6 +65,10 @@ def _readings(text: str) -> list[tuple[str, ...]]:
                               for words in (closed_up(normal), normal)))
 
 
+def _singular(key: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(singular(t) for t in key)
+
+
 def concept_terms(name: str, is_attribute: bool) -> tuple[str, ...]:
     """The words an entity stands for, with an attribute's key dropped: `articleType:Heels` and the mention
     `heels` both stand for `heel`, so a record that states the one covers a query that names the other (and
@@ -78,20 +85,30 @@ class QueryLinker:
     two codes), and a number in a query is a size, a count or a model far more often than a stated code. BM25
     still matches it (`lexical`)."""
 
-    def __init__(self, store: GraphStore, entity_index: VectorIndex) -> None:
+    def __init__(self, store: GraphStore, entity_index: VectorIndex,
+                 states: Callable[[str], bool] | None = None) -> None:
+        """`states(word)`: whether the collection's texts state a word (`Bm25Index.states`); without it, whether
+        an entity's name does."""
         self.store = store
         self.entity_index = entity_index
+        self._states = states or (lambda w: set(_key(w)) <= self._words)
         self._by_key: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         self._facets: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         """The attribute values alone (`baseColour:Gold` under `gold`)."""
+        self._facets_singular: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        """The same under their singular key (`gender:Women` under `woman`), which a facet word names."""
+        self._words: set[str] = set()
+        """Every word of an entity's name: the words the collection states."""
         for node in store.iter_nodes(Label.ENTITY):
             name = str(node.props.get("name", node.id[4:]))
             is_attribute = node.props.get("kind") == "attribute"
             for key in _readings(name.split(":", 1)[1] if is_attribute and ":" in name else name):
                 if key and not all(t.isdigit() for t in key):  # numbers alone: see the class docstring
                     self._by_key.setdefault(key, []).append((node.id, name))
+                    self._words.update(key)
                     if is_attribute:
                         self._facets.setdefault(key, []).append((node.id, name))
+                        self._facets_singular.setdefault(_singular(key), []).append((node.id, name))
 
     def _named(self, text: str) -> list[tuple[str, str]]:
         """(entity id, name) of the entities whose words `text` names, longest first in each of its `_readings`.
@@ -130,12 +147,14 @@ class QueryLinker:
             found.setdefault(eid, QueryEntity(eid, name, "mentions"))
         senses_of = translations(text, lambda w: _key(w) in self._by_key, lambda w: _key(w) in self._facets)
         for word, senses in senses_of.items():
-            for sense, weight in senses:
-                for eid, name in self._named(sense):
-                    if eid not in found or found[eid].score < weight:
-                        found[eid] = QueryEntity(eid, name, "mentions", weight, via=word)
-        for word, eid, name in self._facet_synonyms(text):
-            found.setdefault(eid, QueryEntity(eid, name, "mentions", SYNONYM_WEIGHT, via=word, via_how="a synonym of"))
+            for sense, weight in senses:  # a sense the graph does not name counts through its facet words
+                hits = [(eid, name, 1.0) for eid, name in self._named(sense)] or [
+                    (eid, name, facet.weight) for _, facet, eid, name in self._facet_words(sense)]
+                for eid, name, share in hits:
+                    if eid not in found or found[eid].score < weight * share:
+                        found[eid] = QueryEntity(eid, name, "mentions", weight * share, via=word)
+        for word, facet, eid, name in self._facet_words(text):
+            found.setdefault(eid, QueryEntity(eid, name, "mentions", facet.weight, via=word, via_how=facet.how))
         named: dict[str, str] = {}
         for ent in extract_entities([text])[0]:
             if ids.entity_id(ent.name) not in found:
@@ -146,14 +165,20 @@ class QueryLinker:
                 found[eid] = QueryEntity(eid, name, "mentions")
         return list(found.values())
 
-    def _facet_synonyms(self, text: str) -> list[tuple[str, str, str]]:
-        """(query word, entity id, name) of the facet values that a query word names through a synonym, where it
-        names none itself, and what else that synonym names: `golden watch` finds the catalog's baseColour:Gold,
-        which no product name spells `golden` (it found silver watches). Only a synonym that is a stated facet
+    def _facet_words(self, text: str) -> list[tuple[str, FacetWord, str, str]]:
+        """(query word, facet word, entity id, name) of the facet values that a query word names through a synonym
+        or a broader word, where it names none itself (`facet_words`): `golden watch` finds the catalog's
+        baseColour:Gold, which no product name spells `golden` (it found silver watches). Only a stated facet
         value links: a facet is what a shopper asks for, and the commonest sense is the likely reading."""
-        is_facet = lambda w: _key(w) in self._facets  # noqa: E731
-        return [(word, eid, name) for word in dict.fromkeys(w.casefold() for w in WORD.findall(text))
-                for synonym in facet_synonyms(word, is_facet) for eid, name in self._by_key[_key(synonym)]]
+        is_facet = lambda w: _singular(_key(w)) in self._facets_singular  # noqa: E731
+        return [(word, facet, eid, name) for word in dict.fromkeys(w.casefold() for w in WORD.findall(text))
+                for facet in facet_words(word, is_facet, self._states)
+                for eid, name in self._named_facet(facet.value)]
+
+    def _named_facet(self, word: str) -> list[tuple[str, str]]:
+        """The facet values `word` names, in any number, and what else it names (`gold`: baseColour:Gold and the
+        mention `gold`; `woman`: gender:Women)."""
+        return list(dict.fromkeys(self._facets_singular[_singular(_key(word))] + self._by_key.get(_key(word), [])))
 
     def for_vector(self, vector: np.ndarray, k: int, min_score: float) -> list[QueryEntity]:
         if len(self.entity_index) == 0:

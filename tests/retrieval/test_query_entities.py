@@ -97,6 +97,24 @@ def test_an_adjective_links_to_the_facet_value_its_synonym_names(tmp_path: Path)
     assert {e.name for e in link.for_text("a large watch")} == {"articleType:Watches"}  # `big`: no facet here
 
 
+def test_a_noun_links_the_facet_value_of_its_broader_word(tmp_path: Path) -> None:
+    """`sneakers` names no entity; WordNet's broader word for a sneaker is a shoe, the catalog's subCategory
+    Shoes: linked at half weight, through `sneakers`. A Chinese word's English sense that the graph does not
+    name (女士: *lady*, *madam*) counts the same way (a madam is a woman). Where the collection's texts say
+    `sneakers`, the word keeps to its own sense there."""
+    store = MemoryGraphStore(tmp_path / "graph")
+    names = [("subCategory:Shoes", "attribute"), ("gender:Women", "attribute"), ("baseColour:White", "attribute")]
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    link = QueryLinker(store, FaissIndex(dim=4))
+    found = {e.name: e for e in link.for_text("white sneakers")}
+    assert set(found) == {"subCategory:Shoes", "baseColour:White"}
+    shoes = found["subCategory:Shoes"]
+    assert (shoes.via, shoes.via_how, shoes.score) == ("sneakers", "a broader word for", 0.5)
+    assert "gender:Women" in {e.name for e in link.for_text("女士鞋")}
+    stated = QueryLinker(store, FaissIndex(dim=4), states=lambda word: word == "sneakers")  # a brand, say
+    assert {e.name for e in stated.for_text("white sneakers")} == {"baseColour:White"}
+
+
 def test_a_hyphenated_compound_links_to_the_facet_value_written_closed(tmp_path: Path) -> None:
     """The catalog's type is `Tshirts`, its names say `T-shirt`: both are one concept, which `t-shirt`, `tshirt`
     and `t shirt` all name; `shirt` alone does not."""
@@ -133,3 +151,4 @@ def test_two_query_words_link_to_the_one_word_the_graph_names(tmp_path: Path) ->
     link = QueryLinker(store, FaissIndex(dim=4))
     assert {e.name for e in link.for_text("black hand bags")} == {"articleType:Handbags", "articleType:Bags"}
     assert {e.name for e in link.for_text("hand cream")} == set()
+

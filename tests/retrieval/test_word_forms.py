@@ -11,7 +11,7 @@ import pytest
 
 from mmkg.retrieval import word_forms
 from mmkg.retrieval.lexical import Bm25Index
-from mmkg.retrieval.word_forms import adjective_synonyms, related_forms
+from mmkg.retrieval.word_forms import adjective_synonyms, facet_words, related_forms, singular
 
 CASES = [
     "Non-displaced transverse fracture of right femoral neck.",
@@ -47,8 +47,12 @@ def test_a_word_the_collection_states_is_not_counted_twice() -> None:
 
 
 def test_without_the_data_search_keeps_the_words_own_forms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+                                                           caplog: pytest.LogCaptureFixture,
+                                                           request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("MMKG_WORDNET", str(tmp_path / "missing.jar"))
+    word_forms._singulars.cache_clear()  # read once per process: read again without the data, and after the test
+    request.addfinalizer(word_forms._singulars.cache_clear)
+    assert singular("emboli") == "emboli" and singular("Women") == "woman"
     with caplog.at_level(logging.WARNING, logger=word_forms.__name__):
         assert related_forms("femur") == ()
     assert "WordNet is not readable" in caplog.text
@@ -73,6 +77,27 @@ def test_a_word_that_is_no_facet_meets_the_facet_value_its_synonym_names() -> No
     np.testing.assert_allclose(scores, Bm25Index(docs).scores("gold golden watch"), rtol=1e-5)
     assert Bm25Index(docs).related("golden watch") == {}  # without facets, no synonyms
     assert Bm25Index(["red top", "crimson top"], facets=["Red", "Crimson"]).related("crimson top") == {}
+
+
+def test_a_noun_meets_the_facet_values_of_its_synonyms_and_broader_words() -> None:
+    """Where the collection never says purse, sneakers or lady, a shopper's `purse` is the catalog's handbag (a
+    synonym), `sneakers` are shoes and a `lady` a woman (the broader word of the commonest sense, at half weight);
+    a word that is a facet value itself keeps to it, and so does one the collection states (MedPix's `lesion` is
+    no Pathology category, the catalog's `vest` no waistcoat)."""
+    facets = {"handbag", "shoe", "woman", "sweater", "pathology"}
+    is_facet, unknown = facets.__contains__, lambda _: False
+    assert [(f.value, f.how) for f in facet_words("purse", is_facet, unknown)] == [("handbag", "a synonym of")]
+    assert facet_words("Sneakers", is_facet, unknown) == [("shoe", "a broader word for", 0.5)]
+    assert [f.value for f in facet_words("lady", is_facet, unknown)] == ["woman"]
+    assert facet_words("shoe", is_facet, unknown) == [] and facet_words("trainers", is_facet, unknown) == []
+    assert [f.value for f in facet_words("lesion", is_facet, unknown)] == ["pathology"]
+    assert facet_words("lesion", is_facet, lambda w: w == "lesion") == []
+    assert facet_words("vest", {"waistcoat"}.__contains__, lambda w: w == "vest") == []  # an undershirt there
+    docs = ["Nike Men White Sports Shoes", "Nike Men White Tshirts"]
+    index = Bm25Index(docs, facets=["Shoes", "Tshirts", "White"])
+    assert index.scores("white sneakers").argmax() == 0
+    assert index.matched_terms("white sneakers", docs[0]) == ["white", "sneakers (shoe)"]
+    assert index.unmatched_words("white sneakers") == []
 
 
 def test_a_hyphenated_compound_meets_its_closed_form() -> None:
@@ -115,3 +140,15 @@ def test_a_record_that_writes_two_words_meets_the_one_word_its_collection_uses()
     assert scores[0] > 0 and scores[1] > 0 and scores[2] == 0
     assert index.matched_terms("black sweatshirt", names[0]) == ["black", "sweatshirt"]
     assert index.scores("handcream").max() == 0
+
+
+def test_an_irregular_plural_meets_its_singular() -> None:
+    """Latin and Greek plurals (WordNet's exception list), which no stemmer folds; a plural of two singulars
+    (`bases`: base, basis) stays as it is, and a regular one is left to the stemmer."""
+    assert [singular(w) for w in ("Metastases", "emboli", "vertebrae", "men", "women", "scarves")] == [
+        "metastasis", "embolus", "vertebra", "man", "woman", "scarf"]
+    assert singular("bases") == "bases" and singular("shoes") == "shoes"
+    cases = ["Pulmonary embolus in the right lower lobe.", "Hepatic metastasis of a colon cancer.", "Rib fracture."]
+    index = Bm25Index(cases)
+    assert index.scores("pulmonary emboli").argmax() == 0 and index.scores("liver metastases").argmax() == 1
+    assert index.unmatched_words("multiple metastases") == ["multiple"]
