@@ -1,9 +1,9 @@
 """Relational adjectives and the nouns they pertain to (WordNet's pertainyms): `femoral` - `femur`, `renal` -
-`kidney`, `hepatic` - `liver`, `osseous` - `bone`; the synonyms of an adjective's and a noun's commonest sense,
-and that noun sense's broader words (`golden` - `gold`, `purse` - `handbag`, `sneakers` - `shoe`), which link a
-query word to the facet value a catalog states (`QueryLinker`); a hyphenated compound's closed form (`t-shirt` -
-`tshirt`); and the singular of an irregular plural (`metastases` - `metastasis`, `emboli` - `embolus`), which the
-stemmers leave apart.
+`kidney`, `hepatic` - `liver`, `osseous` - `bone`; the synonyms of an adjective's commonest sense, and of a
+noun's that the collection never states with that sense's broader words (`golden` - `gold`, `purse` - `handbag`,
+`sneakers` - `shoe`), which link a query word to the facet value a catalog states (`QueryLinker`); a hyphenated
+compound's closed form (`t-shirt` - `tshirt`); and the singular of an irregular plural (`metastases` -
+`metastasis`, `emboli` - `embolus`), which the stemmers leave apart.
 
 Case notes say `femoral neck fracture` where a radiologist types `fracture of the femur`; the stemmer keeps
 the two words apart, so BM25 never matched them and the encoder's similarity ranked those cases ninth and

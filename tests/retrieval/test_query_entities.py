@@ -151,4 +151,3 @@ def test_two_query_words_link_to_the_one_word_the_graph_names(tmp_path: Path) ->
     link = QueryLinker(store, FaissIndex(dim=4))
     assert {e.name for e in link.for_text("black hand bags")} == {"articleType:Handbags", "articleType:Bags"}
     assert {e.name for e in link.for_text("hand cream")} == set()
-
