@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,13 @@ def linker(tmp_path: Path) -> tuple[QueryLinker, FaissIndex]:
     index = FaissIndex(dim=4)
     index.add([f"ent:{n}" for n, _ in names], np.eye(len(names), 4, dtype=np.float32) + 0.01)
     return QueryLinker(store, index), index
+
+
+def _linker_over(tmp_path: Path, names: list[tuple[str, str]], **kwargs: Any) -> QueryLinker:
+    """A linker over a graph of these (name, kind) entities alone."""
+    store = MemoryGraphStore(tmp_path / "graph")
+    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
+    return QueryLinker(store, FaissIndex(dim=4), **kwargs)
 
 
 def test_attribute_values_are_found_in_the_text_plurals_folded(tmp_path: Path) -> None:
@@ -84,11 +92,9 @@ def test_an_adjective_links_to_the_facet_value_its_synonym_names(tmp_path: Path)
     """`golden watch`: no facet says golden, the colour facet says Gold, which WordNet's commonest sense of golden
     lists as a synonym: the query links to it (and to the mention `gold`) as if it said gold, and says through
     which word. A word that is a facet value itself (`red`) keeps its own reading."""
-    store = MemoryGraphStore(tmp_path / "graph")
     names = [("baseColour:Gold", "attribute"), ("baseColour:Red", "attribute"), ("articleType:Watches", "attribute"),
              ("gold", "concept"), ("golden print", "concept")]
-    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
-    link = QueryLinker(store, FaissIndex(dim=4))
+    link = _linker_over(tmp_path, names)
     found = {e.name: e for e in link.for_text("golden watch")}
     assert set(found) == {"articleType:Watches", "baseColour:Gold", "gold"}
     assert (found["baseColour:Gold"].via, found["baseColour:Gold"].via_how) == ("golden", "a synonym of")
@@ -102,26 +108,22 @@ def test_a_noun_links_the_facet_value_of_its_broader_word(tmp_path: Path) -> Non
     Shoes: linked at half weight, through `sneakers`. A Chinese word's English sense that the graph does not
     name (女士: *lady*, *madam*) counts the same way (a madam is a woman). Where the collection's texts say
     `sneakers`, the word keeps to its own sense there."""
-    store = MemoryGraphStore(tmp_path / "graph")
     names = [("subCategory:Shoes", "attribute"), ("gender:Women", "attribute"), ("baseColour:White", "attribute")]
-    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
-    link = QueryLinker(store, FaissIndex(dim=4))
+    link = _linker_over(tmp_path, names)
     found = {e.name: e for e in link.for_text("white sneakers")}
     assert set(found) == {"subCategory:Shoes", "baseColour:White"}
     shoes = found["subCategory:Shoes"]
     assert (shoes.via, shoes.via_how, shoes.score) == ("sneakers", "a broader word for", 0.5)
     assert "gender:Women" in {e.name for e in link.for_text("女士鞋")}
-    stated = QueryLinker(store, FaissIndex(dim=4), states=lambda word: word == "sneakers")  # a brand, say
+    stated = _linker_over(tmp_path / "stated", names, states=lambda word: word == "sneakers")  # a brand, say
     assert {e.name for e in stated.for_text("white sneakers")} == {"baseColour:White"}
 
 
 def test_a_hyphenated_compound_links_to_the_facet_value_written_closed(tmp_path: Path) -> None:
     """The catalog's type is `Tshirts`, its names say `T-shirt`: both are one concept, which `t-shirt`, `tshirt`
     and `t shirt` all name; `shirt` alone does not."""
-    store = MemoryGraphStore(tmp_path / "graph")
     names = [("articleType:Tshirts", "attribute"), ("articleType:Shirts", "attribute"), ("polo t-shirt", "concept")]
-    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
-    link = QueryLinker(store, FaissIndex(dim=4))
+    link = _linker_over(tmp_path, names)
     assert concept_terms("articleType:Tshirts", True) == concept_terms("t-shirt", False) == ("tshirt",)
     assert "articleType:Tshirts" in {e.name for e in link.for_text("yellow t-shirt")}
     assert {e.name for e in link.for_text("polo tshirt")} == {"articleType:Tshirts", "polo t-shirt"}
@@ -132,11 +134,9 @@ def test_a_hyphenated_compound_links_to_the_facet_value_written_closed(tmp_path:
 def test_a_hyphenated_compound_never_links_one_of_its_parts(tmp_path: Path) -> None:
     """`t-shirt` is not a shirt, `x-ray` not a ray, `non-contrast` the opposite of contrast: a part of a compound
     links only together with the rest of it (`non contrast`, written apart, is the same entity)."""
-    store = MemoryGraphStore(tmp_path / "graph")
     names = [("articleType:Tshirts", "attribute"), ("articleType:Shirts", "attribute"), ("ray", "concept"),
              ("contrast", "concept"), ("non contrast", "concept"), ("chest x ray", "concept")]
-    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
-    link = QueryLinker(store, FaissIndex(dim=4))
+    link = _linker_over(tmp_path, names)
     assert {e.name for e in link.for_text("white t-shirt")} == {"articleType:Tshirts"}
     assert {e.name for e in link.for_text("chest x-ray")} == {"chest x ray"}
     assert {e.name for e in link.for_text("non-contrast ct")} == {"non contrast"}
@@ -145,9 +145,7 @@ def test_a_hyphenated_compound_never_links_one_of_its_parts(tmp_path: Path) -> N
 
 def test_two_query_words_link_to_the_one_word_the_graph_names(tmp_path: Path) -> None:
     """`hand bag` names the catalog's type `Handbags` (and `bag` its type `Bags`, as before)."""
-    store = MemoryGraphStore(tmp_path / "graph")
     names = [("articleType:Handbags", "attribute"), ("articleType:Bags", "attribute")]
-    store.upsert_nodes([Node(f"ent:{n}", Label.ENTITY, {"name": n, "kind": k}) for n, k in names])
-    link = QueryLinker(store, FaissIndex(dim=4))
+    link = _linker_over(tmp_path, names)
     assert {e.name for e in link.for_text("black hand bags")} == {"articleType:Handbags", "articleType:Bags"}
     assert {e.name for e in link.for_text("hand cream")} == set()
