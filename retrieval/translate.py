@@ -68,10 +68,13 @@ def han_words(text: str) -> list[str]:
     return list(dict.fromkeys(w for run in runs for w in segment_han(run) if HAN.search(w)))
 
 
-def english_senses(word: str) -> list[tuple[str, float]]:
+def english_senses(word: str, is_facet: Callable[[str], bool] = lambda _: False) -> list[tuple[str, float]]:
     """A Chinese word's first `SENSES` English senses, weighted 1, 1/2, ...; a word CEDICT lacks is read as
-    its longest known parts of two characters or more (`真皮带` -> `皮带`, belt): a single character's senses
-    are too many to guess from (`米色`, beige, would be rice and colour)."""
+    its longest known parts of two characters or more (`真皮带` -> `皮带`, belt). A single character left over
+    keeps only those of its first senses that name a facet value of the collection (`is_facet`): a character's
+    senses are too many to guess from (`米色`, beige, would be rice and colour), but a shopper writes a colour or
+    a type as one character in front of a word (`白衬衫`, white shirt, lost its white; `红鞋`, red shoes, and
+    `红裙`, red skirt, found nothing)."""
     senses = _senses()
     if word in senses:
         return [(s, 1.0 / (i + 1)) for i, s in enumerate(senses[word][:SENSES])]
@@ -79,7 +82,9 @@ def english_senses(word: str) -> list[tuple[str, float]]:
     start = 0
     while start < len(word):
         end = next((e for e in range(len(word), start + 1, -1) if word[start:e] in senses), start + 1)
-        out += [(s, 1.0 / (i + 1)) for i, s in enumerate(senses.get(word[start:end], ())[:SENSES]) if end > start + 1]
+        piece = enumerate(senses.get(word[start:end], ())[:SENSES])
+        out += [(s, 1.0 / (i + 1)) for i, s in piece
+                if end > start + 1 or any(is_facet(w) for w in s.split())]
         start = end
     return out
 
@@ -114,6 +119,6 @@ def translations(text: str, known: Callable[[str], bool], is_facet: Callable[[st
     (`facet_first`)."""
     if not HAN.search(text):
         return {}
-    out = {w: facet_first(w, [(fit_sense(s, known), wt) for s, wt in english_senses(w)], is_facet)
+    out = {w: facet_first(w, [(fit_sense(s, known), wt) for s, wt in english_senses(w, is_facet)], is_facet)
            for w in han_words(text) if not known(w)}
     return {w: s for w, s in out.items() if s}

@@ -44,6 +44,20 @@ def test_a_sense_that_names_a_facet_value_comes_first() -> None:
     assert scores[0] > scores[1]
 
 
+def test_a_character_left_over_counts_only_through_a_facet_value_it_names() -> None:
+    """`白衬衫` (white shirt) and `红裙` (red skirt) are not in CEDICT: `衬衫` is, and the characters 白, 红, 裙
+    count through their senses that name a facet value of the collection; 米 (rice) of `米色` names none."""
+    facets = {"white", "red", "skirt"}.__contains__
+    assert english_senses("白衬衫", facets) == [("white", 1.0), ("shirt", 1.0), ("blouse", 0.5)]
+    assert english_senses("白衬衫") == [("shirt", 1.0), ("blouse", 0.5)]  # a collection without those facets
+    assert translations("红裙", lambda w: False, facets)["红裙"] == [("red", 1.0), ("skirt", 1.0)]
+    assert english_senses("米色皮带", facets) == english_senses("米色皮带")
+    index = Bm25Index(["Gini and Jony Girls Solid Red Skirts", "Catwalk Women Red Flats", "Ant Kids Black Skirts"],
+                      facets=["Skirts", "Flats", "Red", "Black"])
+    scores = index.scores("红裙")
+    assert scores.argmax() == 0 and scores[1] > 0 and scores[2] > 0
+
+
 def test_a_compound_the_collection_lacks_is_read_as_its_known_tail() -> None:
     known = {"watch", "leather"}.__contains__
     assert fit_sense("wristwatch", known) == "watch"
