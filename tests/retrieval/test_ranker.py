@@ -212,6 +212,19 @@ def test_a_stated_attribute_and_a_mention_of_the_same_word_are_one_concept() -> 
     assert 0 < brown < stated and other == 0
 
 
+def test_a_photos_several_names_for_one_word_are_one_guess() -> None:
+    """Two entity names guessed near a photo of a belt (`belt`, `belts`) both stand for `belt`. In a text query
+    each name the user's words give counts, so `belt` weighs twice what `black` does; for a photo they are one
+    guess, and the colour a record covers weighs as much as the belt (equal IDFs: one record each)."""
+    table = _table_of({"belt": ["belt", "belts"], "black": ["black"]}, set())
+    names = [[(f"ent:{e}", 1.0) for e in ("belt", "belts", "black")]]
+    ranker = RecordRanker(table)
+    assert ranker.entity_share(names, tag_weight=0.0)[0] == pytest.approx([2 / 3, 1 / 3])
+    assert ranker.entity_share(names, tag_weight=0.0, guessed=True)[0] == pytest.approx([1 / 2, 1 / 2])
+    photo = QuerySet("image", np.zeros((1, 4), np.float32), None, names)
+    assert ranker.attribute_fit(photo, tag_weight=0.0)[0] == pytest.approx([1 / 2, 1 / 2])
+
+
 def test_a_record_stating_another_value_of_a_named_attribute_ranks_below_one_that_says_nothing() -> None:
     """"red watch" names baseColour:Red. A black watch of the brand the query also names shares more of the query's
     rarer words than a red watch, and a watch whose colour is not stated covers as much as the black one: the
