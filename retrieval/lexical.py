@@ -27,6 +27,7 @@ from mmkg.retrieval.word_forms import (
     closed_up,
     facet_words,
     joined_compounds,
+    phrase_synonyms,
     related_forms,
     singular,
 )
@@ -165,7 +166,10 @@ class Bm25Index:
     def related(self, query: str) -> dict[str, list[str]]:
         """The query's English words -> their related forms (retrieval/word_forms.py) that the collection states
         and the query does not: the nouns and adjectives they pertain to, and, for a word that is no facet value,
-        the facet values among its synonyms and broader words (`golden` -> `gold`, `sneakers` -> `shoe`)."""
+        the facet values among its synonyms and broader words (`golden` -> `gold`, `sneakers` -> `shoe`); and a
+        phrase that WordNet lists as one noun -> the words of its synonyms not met otherwise (`kidney stones`,
+        *urinary calculus*, *renal calculus*: `urinary`, `calculus`, as `renal` is already `kidney`'s): MedPix's
+        stone cases say `nephrolithiasis` and `calculi`, and the query found a horseshoe kidney first."""
         return {word: list(forms) for word, forms in self._weighted_related(query).items()}
 
     def _weighted_related(self, query: str) -> dict[str, dict[str, float]]:
@@ -182,6 +186,15 @@ class Bm25Index:
                     forms[form] = max(weight, forms.get(form, 0.0))
             if forms:
                 out[word] = forms
+        latin = [w for w in WORD.findall(query) if not HAN.search(w)]
+        for n in (3, 2):
+            for start in range(len(latin) - n + 1):
+                phrase = latin[start : start + n]
+                taken = set(own) | {t for forms in out.values() for f in forms for t in tokenize(f)}
+                words = [w for synonym in phrase_synonyms(phrase) if all(t in vocab for t in tokenize(synonym))
+                         for w in synonym.split() if tokenize(w) and not set(tokenize(w)) & taken]
+                if words:
+                    out[" ".join(phrase)] = dict.fromkeys(words, RELATED_WEIGHT)
         return out
 
     def states(self, word: str) -> bool:
@@ -202,7 +215,7 @@ class Bm25Index:
 
     def matched_terms(self, query: str, document: str) -> list[str]:
         """The query's words that `document` contains (for the explanation); a translated word shows the sense
-        that matched, a word met through a related form shows that form: `皮带 (leather belt)`, `femur (femoral)`."""
+        that matched, a word met through related forms shows those: `皮带 (leather belt)`, `femur (femoral)`."""
         have = set(tokenize(document))
         have.update(_closed_pairs(document, self.model.vocab_dict if self.size else {}))
         out: list[str] = []
@@ -217,9 +230,9 @@ class Bm25Index:
             if hit is not None:
                 out.append(f"{word} ({hit})")
         for word, forms in self.related(query).items():
-            hit = next((f for f in forms if any(t in have for t in tokenize(f))), None)
-            if word not in out and hit is not None:
-                out.append(f"{word} ({hit})")
+            hits = [f for f in forms if any(t in have for t in tokenize(f))]
+            if word not in out and hits:
+                out.append(f"{word} ({', '.join(hits)})")
         return out
 
     def unmatched_words(self, query: str) -> list[str]:

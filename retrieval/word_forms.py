@@ -2,8 +2,9 @@
 `kidney`, `hepatic` - `liver`, `osseous` - `bone`; the synonyms of an adjective's commonest sense, and of a
 noun's that the collection never states with that sense's broader words (`golden` - `gold`, `purse` - `handbag`,
 `sneakers` - `shoe`), which link a query word to the facet value a catalog states (`QueryLinker`); a hyphenated
-compound's closed form (`t-shirt` - `tshirt`); and the singular of an irregular plural (`metastases` -
-`metastasis`, `emboli` - `embolus`), which the stemmers leave apart.
+compound's closed form (`t-shirt` - `tshirt`); the singular of an irregular plural (`metastases` -
+`metastasis`, `emboli` - `embolus`), which the stemmers leave apart; and the synonyms of a phrase WordNet lists
+as one noun (`kidney stone` - `renal calculus`).
 
 Case notes say `femoral neck fracture` where a radiologist types `fracture of the femur`; the stemmer keeps
 the two words apart, so BM25 never matched them and the encoder's similarity ranked those cases ninth and
@@ -20,7 +21,7 @@ import logging
 import re
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -72,6 +73,23 @@ def adjective_synonyms(word: str) -> tuple[str, ...]:
     aureate, gilded, gilt, gold; `crimson` -> red, scarlet, ...); none for a word that is no adjective. Only
     the first sense: later ones drift (`dark`'s fourth is `black` as in evil, its ninth `blue` as in gloomy)."""
     return _tables(Settings.load().wordnet.expanduser()).adjective_synonyms.get(word.casefold(), ())
+
+
+def phrase_synonyms(words: Sequence[str]) -> tuple[str, ...]:
+    """The other lower-case lemmas of the commonest noun sense of a phrase of two or three words that WordNet
+    lists as one noun, in its singular or plural (`kidney stones` -> urinary calculus, nephrolith, renal
+    calculus); none for any other phrase."""
+    if not 2 <= len(words) <= 3:
+        return ()
+    tables = _tables(Settings.load().wordnet.expanduser())
+    *head, last = (w.casefold() for w in words)
+    for form in _base_forms(last):
+        lemma = "_".join([*head, form])
+        if lemma in tables.noun_senses:
+            synonyms = _synset(_line(tables.nouns, tables.noun_senses[lemma]))[0]
+            return tuple(dict.fromkeys(w.casefold().replace("_", " ") for w in synonyms
+                                       if w.casefold() != lemma and _phrase(w.casefold())))
+    return ()
 
 
 def singular(word: str) -> str:
@@ -160,8 +178,7 @@ def _noun_kin(word: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(synonyms, words of the broader senses: WordNet's hypernyms) of the commonest noun sense of `word`'s base
     form (WordNet's index lists `sneaker`, not `sneakers`); read on demand, as a query needs few."""
     tables = _tables(Settings.load().wordnet.expanduser())
-    forms = [word, singular(word), *(word[: -len(end)] for end in ("s", "es") if word.endswith(end))]
-    lemma = next((f for f in forms if f in tables.noun_senses), None)
+    lemma = next((f for f in _base_forms(word) if f in tables.noun_senses), None)
     if lemma is None:
         return (), ()
     words, pointers = _synset(_line(tables.nouns, tables.noun_senses[lemma]))
@@ -169,11 +186,18 @@ def _noun_kin(word: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return _others(words, lemma), _others(broader, lemma)
 
 
+def _base_forms(word: str) -> list[str]:
+    """What WordNet's index may list a noun under: itself, its singular, or less a plural ending."""
+    stripped = (word[: -len(end)] for end in ("s", "es") if word.endswith(end))
+    return list(dict.fromkeys([word, singular(word), *stripped]))
+
+
 def _first_senses(index: bytes) -> Iterator[tuple[str, int]]:
-    """(lemma, offset of its commonest sense) of each one-word lemma of an index file."""
+    """(lemma, offset of its commonest sense) of each lemma of an index file of one word or a phrase of
+    plain words (`kidney_stone`)."""
     for line in index.decode("utf-8").splitlines():
         fields = line.split()
-        if not line.startswith(" ") and len(fields) >= 4 and _plain(fields[0]):
+        if not line.startswith(" ") and len(fields) >= 4 and _phrase(fields[0]):
             yield fields[0], int(fields[-int(fields[2])])  # the synset offsets close the line, commonest first
 
 
@@ -216,6 +240,12 @@ def _synset(line: str) -> tuple[list[str], list[tuple[str, int, str, str]]]:
     pointers = [(fields[at + 1 + 4 * i], int(fields[at + 2 + 4 * i]), fields[at + 3 + 4 * i], fields[at + 4 + 4 * i])
                 for i in range(n_pointers)]
     return words, pointers
+
+
+def _phrase(lemma: str) -> bool:
+    """A lemma of one to three plain words (`kidney_stone`)."""
+    parts = lemma.split("_")
+    return len(parts) <= 3 and all(map(_plain, parts))
 
 
 def _plain(word: str) -> bool:

@@ -11,7 +11,7 @@ import pytest
 
 from mmkg.retrieval import word_forms
 from mmkg.retrieval.lexical import Bm25Index
-from mmkg.retrieval.word_forms import adjective_synonyms, facet_words, related_forms, singular
+from mmkg.retrieval.word_forms import adjective_synonyms, facet_words, phrase_synonyms, related_forms, singular
 
 CASES = [
     "Non-displaced transverse fracture of right femoral neck.",
@@ -44,6 +44,24 @@ def test_a_word_the_collection_states_is_not_counted_twice() -> None:
     index = Bm25Index(["femoral femur", "femur"])
     assert index.related("femur femoral") == {}
     assert index.related("femur") == {"femur": ["femoral"]}
+
+
+def test_a_phrase_wordnet_lists_as_one_noun_meets_the_words_of_its_synonyms() -> None:
+    """`kidney stones` is WordNet's *kidney stone* (= urinary calculus, nephrolith, renal calculus); the stone
+    case says `calculi` and `nephrolithiasis`, never `stone` nor `kidney`, which a horseshoe kidney case says."""
+    assert "renal calculus" in phrase_synonyms(["kidney", "stones"]) == phrase_synonyms(["Kidney", "stone"])
+    assert phrase_synonyms(["fracture", "femur"]) == () and phrase_synonyms(["stone"]) == ()
+    cases = ["Renal calculi: nephrolithiasis on noncontrast CT.", "Horseshoe kidney: fused kidney, lower poles.",
+             "Fracture of the femur."]
+    index = Bm25Index(cases)
+    assert index.related("kidney stones") == {"kidney": ["renal"], "kidney stones": ["calculus"]}
+    stones, kidney = index.scores("kidney stones"), index.scores("kidney")
+    assert stones[0] > kidney[0] > 0 and stones[1] == kidney[1] and stones[2] == 0  # `calculus` counts
+    assert index.matched_terms("kidney stones", cases[0]) == ["kidney (renal)", "kidney stones (calculus)"]
+    # a synonym's stopword is no form (`central sulcus`: *fissure of Rolando*; an empty form had crashed BM25)
+    rolando = Bm25Index(["Gyri anterior to the fissure of Rolando.", "A central line."])
+    assert rolando.related("central sulcus") == {"central sulcus": ["fissure", "rolando"]}
+    assert rolando.scores("central sulcus")[0] > 0
 
 
 def test_without_the_data_search_keeps_the_words_own_forms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
