@@ -173,7 +173,8 @@ class Bm25Index:
         return {word: list(forms) for word, forms in self._weighted_related(query).items()}
 
     def _weighted_related(self, query: str) -> dict[str, dict[str, float]]:
-        """`related`, each form with what it counts: a pertainym `RELATED_WEIGHT`, a facet word its own weight."""
+        """`related`, each form with what it counts: a pertainym and a word of a phrase's synonym `RELATED_WEIGHT`,
+        a facet word its own weight."""
         vocab = self.model.vocab_dict if self.size else {}
         own = set(tokenize(query))
         out: dict[str, dict[str, float]] = {}
