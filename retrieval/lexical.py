@@ -177,8 +177,9 @@ class Bm25Index:
         a facet word its own weight."""
         vocab = self.model.vocab_dict if self.size else {}
         own = set(tokenize(query))
+        latin = [w for w in WORD.findall(query) if not HAN.search(w)]
         out: dict[str, dict[str, float]] = {}
-        for word in dict.fromkeys(w for w in WORD.findall(query) if not HAN.search(w)):
+        for word in dict.fromkeys(latin):
             forms: dict[str, float] = {}
             kin = facet_words(word, self._is_facet, self.states)
             for form, weight in [*((f, RELATED_WEIGHT) for f in related_forms(word)),
@@ -187,15 +188,15 @@ class Bm25Index:
                     forms[form] = max(weight, forms.get(form, 0.0))
             if forms:
                 out[word] = forms
-        latin = [w for w in WORD.findall(query) if not HAN.search(w)]
+        taken = own | {t for forms in out.values() for f in forms for t in tokenize(f)}
         for n in (3, 2):
             for start in range(len(latin) - n + 1):
                 phrase = latin[start : start + n]
-                taken = set(own) | {t for forms in out.values() for f in forms for t in tokenize(f)}
                 words = [w for synonym in phrase_synonyms(phrase) if all(t in vocab for t in tokenize(synonym))
-                         for w in synonym.split() if tokenize(w) and not set(tokenize(w)) & taken]
+                         for w in synonym.split() if (terms := set(tokenize(w))) and not terms & taken]
                 if words:
                     out[" ".join(phrase)] = dict.fromkeys(words, RELATED_WEIGHT)
+                    taken |= {t for w in words for t in tokenize(w)}
         return out
 
     def states(self, word: str) -> bool:

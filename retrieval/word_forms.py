@@ -79,17 +79,11 @@ def phrase_synonyms(words: Sequence[str]) -> tuple[str, ...]:
     """The other lower-case lemmas of the commonest noun sense of a phrase of two or three words that WordNet
     lists as one noun, in its singular or plural (`kidney stones` -> urinary calculus, nephrolith, renal
     calculus); none for any other phrase."""
-    if not 2 <= len(words) <= 3:
+    if not 2 <= len(words) <= 3 or (sense := _commonest_noun_sense(words)) is None:
         return ()
-    tables = _tables(Settings.load().wordnet.expanduser())
-    *head, last = (w.casefold() for w in words)
-    for form in _base_forms(last):
-        lemma = "_".join([*head, form])
-        if lemma in tables.noun_senses:
-            synonyms = _synset(_line(tables.nouns, tables.noun_senses[lemma]))[0]
-            return tuple(dict.fromkeys(w.casefold().replace("_", " ") for w in synonyms
-                                       if w.casefold() != lemma and _phrase(w.casefold())))
-    return ()
+    lemma, synonyms, _ = sense
+    return tuple(dict.fromkeys(w.casefold().replace("_", " ") for w in synonyms
+                               if w.casefold() != lemma and _phrase(w.casefold())))
 
 
 def singular(word: str) -> str:
@@ -175,21 +169,27 @@ def _first_sense_synonyms(index: bytes, adjectives: bytes) -> dict[str, tuple[st
 
 
 def _noun_kin(word: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(synonyms, words of the broader senses: WordNet's hypernyms) of the commonest noun sense of `word`'s base
-    form (WordNet's index lists `sneaker`, not `sneakers`); read on demand, as a query needs few."""
-    tables = _tables(Settings.load().wordnet.expanduser())
-    lemma = next((f for f in _base_forms(word) if f in tables.noun_senses), None)
-    if lemma is None:
+    """(synonyms, words of the broader senses: WordNet's hypernyms) of the commonest noun sense of `word`; read
+    on demand, as a query needs few."""
+    if (sense := _commonest_noun_sense([word])) is None:
         return (), ()
-    words, pointers = _synset(_line(tables.nouns, tables.noun_senses[lemma]))
-    broader = [w for symbol, at, _, _ in pointers if symbol == "@" for w in _synset(_line(tables.nouns, at))[0]]
+    lemma, words, pointers = sense
+    nouns = _tables(Settings.load().wordnet.expanduser()).nouns
+    broader = [w for symbol, at, _, _ in pointers if symbol == "@" for w in _synset(_line(nouns, at))[0]]
     return _others(words, lemma), _others(broader, lemma)
 
 
-def _base_forms(word: str) -> list[str]:
-    """What WordNet's index may list a noun under: itself, its singular, or less a plural ending."""
-    stripped = (word[: -len(end)] for end in ("s", "es") if word.endswith(end))
-    return list(dict.fromkeys([word, singular(word), *stripped]))
+def _commonest_noun_sense(words: Sequence[str]) -> tuple[str, list[str], list[tuple[str, int, str, str]]] | None:
+    """(WordNet's lemma, the words and the pointers of its commonest noun sense) of a word or phrase, its last
+    word as itself, its singular or less a plural ending (WordNet's index lists `sneaker`, not `sneakers`)."""
+    tables = _tables(Settings.load().wordnet.expanduser())
+    *head, last = (w.casefold() for w in words)
+    stripped = (last[: -len(end)] for end in ("s", "es") if last.endswith(end))
+    for form in dict.fromkeys([last, singular(last), *stripped]):
+        lemma = "_".join([*head, form])
+        if lemma in tables.noun_senses:
+            return (lemma, *_synset(_line(tables.nouns, tables.noun_senses[lemma])))
+    return None
 
 
 def _first_senses(index: bytes) -> Iterator[tuple[str, int]]:
