@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mmkg.evaluation.metrics import average_precisions, first_relevant_rank, ranking_figures
-from mmkg.evaluation.systems import NON_GRAPH, Tuner, baseline_scores, tune_gnn, tune_without_graph
+from mmkg.evaluation.systems import NON_GRAPH, Tuner, baseline_scores, tune_full, tune_gnn
 from mmkg.retrieval.ranker import QuerySet, RankingConfig, RankWeights, RecordRanker
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,11 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
         main = next(iter(d.relevant))
         systems = baseline_scores(ranker, d.queries.take(test), columns, d.target)
         untuned = ranker.config.for_kind(d.queries.kind)
-        weights = d.weights
+        weights, plain = d.weights, d.weights_without_graph
         if weights is None:
             tuner = Tuner(ranker, d.queries.take(dev), columns, d.relevant[main][dev])
-            weights, dev_score = tuner.tune(untuned)
+            weights, dev_score, tuned_plain = tune_full(tuner, untuned)
+            plain = plain or tuned_plain
             result.tuned[d.name] = {"weights": weights.__dict__, "dev_mAP": round(dev_score, 2),
                                     "dev_queries": len(dev)}
         refined = replace(weights, gnn=1.0).only("gnn")
@@ -87,9 +88,8 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
         systems["gnn"] = ranker.score(d.queries.take(test), refined).fused[:, columns]
         systems["full_untuned"] = ranker.score(d.queries.take(test), untuned).fused[:, columns]
         systems["full"] = ranker.score(d.queries.take(test), weights).fused[:, columns]
-        plain = d.weights_without_graph
         if plain is None:  # given weights and no dev split to tune on: the same weights with the graph off
-            plain = tune_without_graph(tuner, untuned) if d.weights is None else d.weights.only(*NON_GRAPH)
+            plain = weights.only(*NON_GRAPH)
         if d.name in result.tuned:
             result.tuned[d.name]["weights_without_graph"] = plain.__dict__
         systems["full_without_graph"] = ranker.score(d.queries.take(test), plain).fused[:, columns]

@@ -36,7 +36,7 @@ from mmkg.evaluation.benchmark import BenchmarkResult, Direction, run_directions
 from mmkg.evaluation.gallery import Gallery, image_queries, text_queries
 from mmkg.evaluation.metrics import recall_sum
 from mmkg.evaluation.nnn import NnnScorer
-from mmkg.evaluation.systems import Tuner, tune_without_graph
+from mmkg.evaluation.systems import Tuner, tune_full
 from mmkg.ingest.coco import CocoSource
 from mmkg.ingest.detect import detect_formats
 from mmkg.ingest.entities import EXTRACTION_VERSION
@@ -160,8 +160,7 @@ def flickr_benchmark(data_dir: Path, settings: Settings, encoder: Encoder, home:
         for d in dirs:
             ranker = (tune.t2i if d.name == "t2i" else tune.i2t).ranker
             tuner = Tuner(ranker, d.queries, cols[d.name], d.relevant["pair"], metric=recall_sum)
-            weights[d.name], score = tuner.tune(ranker.config.for_kind(d.queries.kind))
-            plain[d.name] = tune_without_graph(tuner, ranker.config.for_kind(d.queries.kind))
+            weights[d.name], score, plain[d.name] = tune_full(tuner, ranker.config.for_kind(d.queries.kind))
             nnn_params[d.name] = NnnScorer.tune(ranker.table, d.queries, cols[d.name], d.relevant["pair"],
                                                 _bank(tune, d.name, cols[d.name]), metric=recall_sum)
             tune_meta[d.name] = {"weights": weights[d.name].__dict__, "dev_rsum": round(score, 2),

@@ -27,7 +27,7 @@ from mmkg.evaluation.catalog import catalog_benchmark
 from mmkg.evaluation.flickr import flickr_benchmark
 from mmkg.evaluation.medpix import medpix_benchmark
 from mmkg.evaluation.protocol import benchmark_kind
-from mmkg.evaluation.systems import Tuner
+from mmkg.evaluation.systems import Tuner, tune_full
 from mmkg.retrieval.query_entities import QueryLinker
 from mmkg.retrieval.ranker import QuerySet, RankingConfig, RecordRanker
 from mmkg.retrieval.record_search import ranking_path
@@ -95,7 +95,7 @@ def tune_self(settings: Settings, n: int = PSEUDO_QUERIES, seed: int = 0) -> Ran
     start = RankingConfig.load(ranking_path(settings))
     columns = np.flatnonzero(table.has_image)
     tuner = Tuner(RecordRanker(table, start), queries, columns, relevant[:, columns])
-    weights, score = tuner.tune(start.text)
+    weights, score, _ = tune_full(tuner, start.text)
     log.info("self-tuned text weights: %s (pseudo-query mAP %.2f)", weights, score)
     return RankingConfig(weights, start.image, f"{len(pick)} known-item pseudo-queries of the workspace's records",
                          {"pseudo_query_mAP": round(score, 2)})

@@ -18,11 +18,11 @@ from mmkg.evaluation import report
 from mmkg.evaluation.flickr import PairGalleries, read_pairs, split_pairs
 from mmkg.evaluation.gallery import Gallery, image_queries
 from mmkg.evaluation.protocol import evaluate
-from mmkg.evaluation.systems import GRID, Tuner, tune_gnn
+from mmkg.evaluation.systems import GRID, Tuner, tune_full, tune_gnn, tune_without_graph
 from mmkg.graph.schema import Label, Rel
 from mmkg.ingest.catalog import CatalogSource
 from mmkg.ingest.records import Record, TextField
-from mmkg.retrieval.ranker import DEFAULT_IMAGE, RankWeights
+from mmkg.retrieval.ranker import DEFAULT_IMAGE, GRAPH_SIGNALS, RankWeights
 from mmkg.settings import Settings
 
 DATA = Path(os.environ.get("MMKG_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -151,6 +151,23 @@ def test_the_refined_vectors_are_scored_at_the_propagation_best_for_them(fashion
         best = tuner.score(chosen)
         for alpha, hops in itertools.product(GRID["gnn_alpha"], GRID["gnn_hops"]):
             assert tuner.score(replace(chosen, gnn_alpha=alpha, gnn_hops=hops)) <= best + 1e-6
+    finally:
+        gallery.close()
+
+
+def test_full_climbs_from_two_starts_and_keeps_the_better(fashion_subset, catalog_gallery, tmp_path: Path) -> None:
+    """Coordinate ascent from one start can end on a worse path than from another: `full` climbs from the given
+    weights and from the best weights without the graph, and keeps whichever scores higher on the dev queries."""
+    gallery, tuner = _photo_tuner(fashion_subset, catalog_gallery, tmp_path)
+    try:
+        start = replace(DEFAULT_IMAGE, attribute=0.0)
+        weights, score, plain = tune_full(tuner, start)
+        assert plain == tune_without_graph(tuner, start)
+        assert not plain.uses_graph() and plain.gnn == 0
+        with_graph = replace(plain, **{s: getattr(start, s) for s in ("gnn", *GRAPH_SIGNALS)})
+        climbs = [tuner.tune(s) for s in (start, with_graph)]
+        assert score == max(s for _, s in climbs) == pytest.approx(tuner.score(weights))
+        assert weights in [w for w, s in climbs if s == score]
     finally:
         gallery.close()
 
