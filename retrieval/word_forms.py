@@ -160,8 +160,11 @@ def _irregular_plurals(exceptions: bytes) -> dict[str, str]:
 
 
 def _first_sense_synonyms(index: bytes, adjectives: bytes) -> dict[str, tuple[str, ...]]:
+    """Of each one-word adjective (`adjective_synonyms` looks up one word at a time)."""
     out: dict[str, tuple[str, ...]] = {}
     for lemma, first in _first_senses(index):
+        if "_" in lemma:
+            continue
         synonyms = _others(_synset(_line(adjectives, first))[0], lemma)
         if synonyms:
             out[lemma] = synonyms
