@@ -78,7 +78,7 @@ def run_directions(ranker: RecordRanker, columns: np.ndarray, column_ids: Sequen
         if weights is None:
             tuner = Tuner(ranker, d.queries.take(dev), columns, d.relevant[main][dev])
             weights, dev_score, tuned_plain = tune_full(tuner, untuned)
-            plain = plain or tuned_plain
+            plain = tuned_plain if plain is None else plain
             result.tuned[d.name] = {"weights": weights.__dict__, "dev_mAP": round(dev_score, 2),
                                     "dev_queries": len(dev)}
         refined = replace(weights, gnn=1.0).only("gnn")
