@@ -65,21 +65,21 @@ def closed_up(text: str) -> str:
 
 def related_forms(word: str) -> tuple[str, ...]:
     """The lower-case words that pertain to `word` or that it pertains to (none for an unknown word)."""
-    return _tables(Settings.load().wordnet.expanduser()).pertainyms.get(word.casefold(), ())
+    return _wordnet().pertainyms.get(word.casefold(), ())
 
 
 def adjective_synonyms(word: str) -> tuple[str, ...]:
     """The other one-word lower-case words of `word`'s commonest adjective sense (WordNet's first: `golden` ->
     aureate, gilded, gilt, gold; `crimson` -> red, scarlet, ...); none for a word that is no adjective. Only
     the first sense: later ones drift (`dark`'s fourth is `black` as in evil, its ninth `blue` as in gloomy)."""
-    return _tables(Settings.load().wordnet.expanduser()).adjective_synonyms.get(word.casefold(), ())
+    return _wordnet().adjective_synonyms.get(word.casefold(), ())
 
 
 def phrase_synonyms(words: Sequence[str]) -> tuple[str, ...]:
     """The other lower-case lemmas of the commonest noun sense of a phrase of two or three words that WordNet
     lists as one noun, in its singular or plural (`kidney stones` -> urinary calculus, nephrolith, renal
     calculus); none for any other phrase."""
-    if not 2 <= len(words) <= 3 or (sense := _commonest_noun_sense(words)) is None:
+    if not 2 <= len(words) <= 3 or (sense := _commonest_noun_sense(_wordnet(), words)) is None:
         return ()
     lemma, synonyms, _ = sense
     return tuple(dict.fromkeys(w.casefold().replace("_", " ") for w in synonyms
@@ -97,7 +97,7 @@ def singular(word: str) -> str:
 
 @functools.cache
 def _singulars() -> dict[str, str]:
-    return _tables(Settings.load().wordnet.expanduser()).singulars
+    return _wordnet().singulars
 
 
 class FacetWord(NamedTuple):
@@ -134,6 +134,11 @@ class _Tables(NamedTuple):
     noun_senses: dict[str, int]
     """The offset in `nouns` of each noun's commonest sense."""
     nouns: bytes
+
+
+def _wordnet() -> _Tables:
+    """The tables of the WordNet data the settings name (`MMKG_WORDNET`), read once per path."""
+    return _tables(Settings.load().wordnet.expanduser())
 
 
 @functools.cache
@@ -174,18 +179,18 @@ def _first_sense_synonyms(index: bytes, adjectives: bytes) -> dict[str, tuple[st
 def _noun_kin(word: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(synonyms, words of the broader senses: WordNet's hypernyms) of the commonest noun sense of `word`; read
     on demand, as a query needs few."""
-    if (sense := _commonest_noun_sense([word])) is None:
+    tables = _wordnet()
+    if (sense := _commonest_noun_sense(tables, [word])) is None:
         return (), ()
     lemma, words, pointers = sense
-    nouns = _tables(Settings.load().wordnet.expanduser()).nouns
-    broader = [w for symbol, at, _, _ in pointers if symbol == "@" for w in _synset(_line(nouns, at))[0]]
+    broader = [w for symbol, at, _, _ in pointers if symbol == "@" for w in _synset(_line(tables.nouns, at))[0]]
     return _others(words, lemma), _others(broader, lemma)
 
 
-def _commonest_noun_sense(words: Sequence[str]) -> tuple[str, list[str], list[tuple[str, int, str, str]]] | None:
+def _commonest_noun_sense(tables: _Tables, words: Sequence[str]
+                          ) -> tuple[str, list[str], list[tuple[str, int, str, str]]] | None:
     """(WordNet's lemma, the words and the pointers of its commonest noun sense) of a word or phrase, its last
     word as itself, its singular or less a plural ending (WordNet's index lists `sneaker`, not `sneakers`)."""
-    tables = _tables(Settings.load().wordnet.expanduser())
     *head, last = (w.casefold() for w in words)
     stripped = (last[: -len(end)] for end in ("s", "es") if last.endswith(end))
     for form in dict.fromkeys([last, singular(last), *stripped]):
